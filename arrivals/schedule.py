@@ -1,0 +1,112 @@
+"""Arrival schedules fixed ahead from a seed, and the slot dispenser that releases them.
+
+A schedule is the list of send offsets t_i = g_1 + ... + g_i (seconds after the start
+epoch) for i.i.d. gaps g drawn from one distribution. Slots are handed out in order;
+with W load processes, process k takes slots k, k+W, k+2W, ... of the *same* schedule,
+so the merged sends reproduce the single-process schedule (independent per-process
+schedules would superpose towards Poisson and lose the burstiness).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .distributions import ArrivalDistribution
+
+# Named random streams, so the texts do not change when the arrival process does.
+STREAMS = {"schedule": 0, "texts": 1, "think": 2}
+
+
+def rng_for(seed: int, stream: str, *sub: int) -> np.random.Generator:
+    """An independent, reproducible generator for one named stream (and sub-stream, e.g. a user)."""
+    if stream not in STREAMS:
+        raise ValueError(f"stream must be one of {', '.join(STREAMS)} (got {stream!r})")
+    return np.random.default_rng(np.random.SeedSequence(check_seed(seed), spawn_key=(STREAMS[stream], *sub)))
+
+
+def check_seed(seed) -> int:
+    if isinstance(seed, bool) or int(seed) != seed or seed < 0:
+        raise ValueError(f"--seed must be an integer >= 0 (got {seed!r})")
+    return int(seed)
+
+
+def check_requests(n) -> int:
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise ValueError(f"--requests must be an integer >= 1 (got {n!r})")
+    return int(n)
+
+
+@dataclass(frozen=True)
+class ArrivalSchedule:
+    """Send offsets in seconds from the start epoch, one per request."""
+
+    distribution: ArrivalDistribution
+    seed: int
+    offsets_s: np.ndarray = field(repr=False)
+
+    @classmethod
+    def draw(cls, distribution: ArrivalDistribution, n: int, seed: int) -> "ArrivalSchedule":
+        gaps_s = distribution.sample(check_requests(n), rng_for(seed, "schedule"))
+        return cls(distribution=distribution, seed=check_seed(seed), offsets_s=np.cumsum(gaps_s))
+
+    def __len__(self) -> int:
+        return len(self.offsets_s)
+
+    @property
+    def gaps_s(self) -> np.ndarray:
+        """The drawn gaps, the first measured from the start epoch."""
+        return np.diff(self.offsets_s, prepend=0.0)
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.offsets_s[-1])
+
+
+@dataclass(frozen=True)
+class Slot:
+    index: int
+    due_epoch: float
+
+
+class SlotDispenser:
+    """Hands out the schedule's slots in order to whichever sender is free.
+
+    Claiming is a plain counter increment: under gevent it cannot interleave, so every
+    slot goes to exactly one sender. The start epoch is fixed by ``start`` or, failing
+    that, by the first claim.
+    """
+
+    def __init__(self, schedule: ArrivalSchedule, worker_index: int = 0, worker_count: int = 1):
+        if worker_count < 1 or not 0 <= worker_index < worker_count:
+            raise ValueError(f"worker index must be in [0, {worker_count - 1}] (got {worker_index})")
+        self.schedule = schedule
+        self.slot_indices = range(worker_index, len(schedule), worker_count)
+        self.start_epoch: float | None = None
+        self._next = 0
+
+    def start(self, epoch: float | None = None) -> float:
+        if self.start_epoch is None:
+            self.start_epoch = time.time() if epoch is None else float(epoch)
+        return self.start_epoch
+
+    def claim(self) -> Slot | None:
+        """The next due slot, or None once this process's share is used up."""
+        if self._next >= len(self.slot_indices):
+            return None
+        index = self.slot_indices[self._next]
+        self._next += 1
+        return Slot(index=index, due_epoch=self.start() + float(self.schedule.offsets_s[index]))
+
+    @property
+    def claimed(self) -> int:
+        return self._next
+
+    @property
+    def total(self) -> int:
+        return len(self.slot_indices)
+
+    def due_epoch(self, position: int) -> float:
+        """When this process's ``position``-th slot is due (for ETAs)."""
+        return self.start() + float(self.schedule.offsets_s[self.slot_indices[position]])

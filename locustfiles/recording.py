@@ -1,0 +1,91 @@
+"""One row per request, written as it finishes, so an interrupted run keeps what it measured."""
+from __future__ import annotations
+
+import csv
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROWS_FILE = "requests.csv"
+ROW_COLUMNS = (
+    "request_index",     # slot in the arrival schedule (or order of sending under think pacing)
+    "user",              # which Locust user sent it
+    "scheduled_epoch",   # when it was due (arrival pacing) or when the think time ended
+    "sent_epoch",        # when it actually went out
+    "lateness_ms",       # sent - scheduled
+    "latency_ms",        # service latency: send to response read
+    "corrected_latency_ms",  # schedule-corrected: scheduled send to response read
+    "status",            # HTTP status, 0 when no response came
+    "ok",                # 1 or 0
+    "failure_kind",      # connection_refused, timeout, http_429, http_503, http_504, other, interrupted
+    "failure_text",
+    "batch_size",        # the adaptive batch the service says it computed this request in
+    "text_index",        # row of the source dataset
+    "text_chars",
+    "tokens",
+    "truncated",
+    "label",
+    "think_s",           # the drawn think time (think pacing)
+)
+
+
+def make_run_dir(results_root: Path, name: str) -> Path:
+    """``results/<UTC timestamp>-<name>/``, never reusing an existing folder."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = Path(results_root) / f"{stamp}-{name}"
+    run_dir, n = base, 1
+    while True:
+        try:
+            run_dir.mkdir(parents=True)
+            return run_dir
+        except FileExistsError:
+            n += 1
+            run_dir = base.with_name(f"{base.name}-{n}")
+
+
+class RowRecorder:
+    """Appends rows line-buffered and keeps the counts that must add up: sent = ok + failed."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / ROWS_FILE
+        self._file = self.path.open("w", newline="", encoding="utf-8", buffering=1)
+        self._writer = csv.DictWriter(self._file, fieldnames=ROW_COLUMNS, extrasaction="raise")
+        self._writer.writeheader()
+        self.started = 0
+        self.ok = 0
+        self.failed = 0
+        self.failure_kinds: Counter[str] = Counter()
+        self.first_sent_epoch: float | None = None
+        self.last_done_epoch: float | None = None
+
+    def mark_started(self, sent_epoch: float) -> None:
+        self.started += 1
+        if self.first_sent_epoch is None:
+            self.first_sent_epoch = sent_epoch
+
+    def record(self, row: dict) -> None:
+        self._writer.writerow(row)
+        if row["ok"]:
+            self.ok += 1
+        else:
+            self.failed += 1
+            self.failure_kinds[row["failure_kind"]] += 1
+        self.last_done_epoch = time.time()
+
+    @property
+    def rows(self) -> int:
+        return self.ok + self.failed
+
+    def counts(self) -> dict:
+        return {
+            "sent": self.started,
+            "rows": self.rows,
+            "ok": self.ok,
+            "failed": self.failed,
+            "failure_kinds": dict(sorted(self.failure_kinds.items())),
+        }
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()

@@ -1,0 +1,70 @@
+"""ASGI middleware: reject oversized, non-JSON or malformed bodies with a clear 4xx.
+
+BentoML answers a body that is not JSON with a 500 and has no body-size limit, so the
+checks happen here, before its handler sees the request.
+"""
+from __future__ import annotations
+
+import json
+
+
+class JsonBodyGuard:
+    def __init__(self, app, max_body_bytes: int, paths: tuple[str, ...]):
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.paths = paths
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        media_type = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            return await _reject(send, 415, f"Content-Type must be application/json (got {media_type!r})")
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            return await _reject(send, 413, self._too_large(int(declared)))
+
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return await _reject(send, 413, self._too_large(size))
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        try:
+            parsed = json.loads(body)
+        except (UnicodeDecodeError, ValueError) as err:
+            return await _reject(send, 400, f"body is not valid JSON: {err}")
+        if not isinstance(parsed, dict):
+            return await _reject(send, 400, 'body must be a JSON object such as {"text": "..."}')
+
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await self.app(scope, replay, send)
+
+    def _too_large(self, size: int) -> str:
+        return f"body of {size} bytes is over the limit of {self.max_body_bytes} bytes (BURSTBENCH_MAX_BODY_BYTES)"
+
+
+async def _reject(send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+    })
+    await send({"type": "http.response.body", "body": body})

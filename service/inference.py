@@ -1,0 +1,140 @@
+"""Model variants behind one interface: texts in, (label, score, truncated) out.
+
+Heavy libraries are imported inside the loaders so that importing this module (the
+service's front process, the tests) stays cheap.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .model_builder import ONNX_FILE
+
+VARIANTS = ("onnx-fp32", "torch-fp32")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    score: float
+    tokens: int
+    truncated: bool
+
+
+def default_threads(workers: int = 1) -> int:
+    """BentoML sets no thread counts: share the cores between the model workers."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+class Classifier:
+    """Tokenise with truncation, run the model, turn logits into labels."""
+
+    def __init__(self, model_dir: Path, variant: str, max_length: int, device: str):
+        from transformers import AutoConfig, AutoTokenizer
+
+        self.model_dir = Path(model_dir)
+        self.variant = variant
+        self.max_length = max_length
+        self.device = device
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        config = AutoConfig.from_pretrained(self.model_dir)
+        self.labels = [config.id2label[i] for i in range(config.num_labels)]
+        limit = getattr(config, "max_position_embeddings", max_length + 2) - 2
+        if max_length > limit:
+            raise ValueError(f"max length must be <= {limit} for this model (got {max_length})")
+
+    def predict(self, texts: list[str]) -> list[Prediction]:
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+        logits = self._logits(enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64))
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        best = probs.argmax(axis=1)
+        tokens = enc["attention_mask"].sum(axis=1)
+        return [
+            Prediction(
+                label=self.labels[int(b)],
+                score=float(p[b]),
+                tokens=int(n),
+                truncated=bool(e.overflowing),
+            )
+            for b, p, n, e in zip(best, probs, tokens, enc.encodings)
+        ]
+
+    def _logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+
+class TorchClassifier(Classifier):
+    def __init__(self, model_dir, variant, max_length, device, threads):
+        import torch
+        from transformers import AutoModelForSequenceClassification
+
+        super().__init__(model_dir, variant, max_length, device)
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.model = AutoModelForSequenceClassification.from_pretrained(self.model_dir).to(device).eval()
+
+    def _logits(self, input_ids, attention_mask):
+        torch = self.torch
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=torch.from_numpy(input_ids).to(self.device),
+                attention_mask=torch.from_numpy(attention_mask).to(self.device),
+            )
+        return out.logits.float().cpu().numpy()
+
+
+class OnnxClassifier(Classifier):
+    def __init__(self, model_dir, variant, max_length, device, threads):
+        import onnxruntime as ort
+
+        super().__init__(model_dir, variant, max_length, device)
+        path = self.model_dir / ONNX_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: build the model with 'python -m service build-model'")
+        wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+        if device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise RuntimeError(
+                "device cuda requested but ONNX Runtime has no CUDAExecutionProvider "
+                f"(available: {ort.get_available_providers()}); install onnxruntime-gpu instead of onnxruntime"
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), sess_options=options, providers=wanted)
+        # ONNX Runtime falls back to CPU silently when CUDA cannot load: refuse instead.
+        if self.session.get_providers()[0] != wanted[0]:
+            raise RuntimeError(f"ONNX Runtime could not load {wanted[0]} (got {self.session.get_providers()})")
+
+    def _logits(self, input_ids, attention_mask):
+        (logits,) = self.session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask})
+        return logits
+
+
+def resolve_device(requested: str) -> str:
+    if requested not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be one of auto, cpu, cuda (got {requested!r})")
+    if requested == "cpu":
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if requested == "cuda":
+        raise RuntimeError("device cuda requested but torch sees no CUDA device")
+    return "cpu"
+
+
+def load_classifier(model_dir: Path, variant: str, max_length: int, device: str = "auto",
+                    threads: int | None = None) -> Classifier:
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(VARIANTS)} (got {variant!r})")
+    if not (Path(model_dir) / "config.json").exists():
+        raise FileNotFoundError(
+            f"no model in {model_dir}: build the default one with 'python -m service build-model' "
+            "or point BURSTBENCH_MODEL at a Hugging Face checkpoint directory"
+        )
+    cls = OnnxClassifier if variant.startswith("onnx") else TorchClassifier
+    return cls(model_dir, variant, max_length, resolve_device(device), threads or default_threads())

@@ -1,0 +1,63 @@
+"""Service settings from environment variables, validated with messages naming the variable."""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .inference import VARIANTS
+from .model_builder import DEFAULT_MODEL_DIR
+
+PREFIX = "BURSTBENCH_"
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    model_dir: Path = DEFAULT_MODEL_DIR
+    variant: str = "onnx-fp32"
+    device: str = "auto"
+    batching: bool = True
+    max_batch_size: int = 32
+    max_latency_ms: int = 10_000
+    max_length: int = 128
+    max_body_bytes: int = 64 * 1024
+    timeout_s: int = 60
+    threads: int = 0  # 0: cores / model workers
+
+    @classmethod
+    def from_env(cls, env=os.environ) -> "ServiceSettings":
+        d = cls()
+
+        def get(name, convert, check, accepted):
+            raw = env.get(PREFIX + name)
+            if raw is None or raw == "":
+                return getattr(d, name.lower())
+            try:
+                value = convert(raw)
+            except ValueError:
+                value = None
+            if value is None or not check(value):
+                raise ValueError(f"{PREFIX}{name} must be {accepted} (got {raw!r})")
+            return value
+
+        return cls(
+            model_dir=Path(env.get(PREFIX + "MODEL") or d.model_dir),
+            variant=get("VARIANT", str, lambda v: v in VARIANTS, f"one of {', '.join(VARIANTS)}"),
+            device=get("DEVICE", str, lambda v: v in ("auto", "cpu", "cuda"), "one of auto, cpu, cuda"),
+            batching=get("BATCHING", _on_off, lambda v: v is not None, "on or off"),
+            max_batch_size=get("MAX_BATCH_SIZE", int, lambda v: 2 <= v <= 1024, "an integer in [2, 1024]"),
+            max_latency_ms=get("MAX_LATENCY_MS", int, lambda v: 1 <= v <= 600_000, "an integer in [1, 600000]"),
+            max_length=get("MAX_LENGTH", int, lambda v: 8 <= v <= 512, "an integer in [8, 512]"),
+            max_body_bytes=get("MAX_BODY_BYTES", int, lambda v: 64 <= v <= 64 * 2**20, "an integer in [64, 67108864]"),
+            timeout_s=get("TIMEOUT_S", int, lambda v: 1 <= v <= 3600, "an integer in [1, 3600]"),
+            threads=get("THREADS", int, lambda v: 0 <= v <= 256, "an integer in [0, 256] (0: automatic)"),
+        )
+
+    def describe(self) -> dict:
+        d = asdict(self)
+        d["model_dir"] = str(self.model_dir)
+        return d
+
+
+def _on_off(raw: str) -> bool | None:
+    return {"on": True, "1": True, "true": True, "off": False, "0": False, "false": False}.get(raw.lower())
