@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
@@ -87,7 +88,7 @@ class Exponential(_RenewalDistribution):
     def __post_init__(self):
         object.__setattr__(self, "mean", _check_positive("mean", self.mean))
 
-    @property
+    @cached_property
     def scipy_dist(self):
         return stats.expon(scale=self.mean)
 
@@ -114,7 +115,7 @@ class Gamma(_RenewalDistribution):
     def scale(self) -> float:
         return self.mean / self.shape
 
-    @property
+    @cached_property
     def scipy_dist(self):
         return stats.gamma(a=self.shape, scale=self.scale)
 

@@ -17,7 +17,6 @@ Two pacings:
 from __future__ import annotations
 
 import itertools
-import time
 from typing import Callable
 
 from .distributions import ArrivalDistribution
@@ -42,12 +41,14 @@ def think_time(distribution: ArrivalDistribution, seed: int) -> Callable[[object
     return wait_time
 
 
-def arrival_pacing(dispenser: SlotDispenser, clock: Callable[[], float] = time.time) -> Callable[[object], float]:
+def arrival_pacing(dispenser: SlotDispenser, clock: Callable[[], float] | None = None) -> Callable[[object], float]:
     """``wait_time = arrival_pacing(SlotDispenser(ArrivalSchedule.draw(dist, n, seed)))``.
 
     Claims the next slot for this user and returns the sleep until it is due (0 when
     it is already late; the lateness is recorded, the slot is never re-timed or dropped).
+    ``clock`` defaults to the dispenser's, so both read one time base.
     """
+    clock = clock or dispenser.clock
 
     def wait_time(user) -> float:
         slot = dispenser.claim()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -78,17 +79,19 @@ class SlotDispenser:
     that, by the first claim.
     """
 
-    def __init__(self, schedule: ArrivalSchedule, worker_index: int = 0, worker_count: int = 1):
+    def __init__(self, schedule: ArrivalSchedule, worker_index: int = 0, worker_count: int = 1,
+                 clock: Callable[[], float] = time.time):
         if worker_count < 1 or not 0 <= worker_index < worker_count:
             raise ValueError(f"worker index must be in [0, {worker_count - 1}] (got {worker_index})")
         self.schedule = schedule
+        self.clock = clock
         self.slot_indices = range(worker_index, len(schedule), worker_count)
         self.start_epoch: float | None = None
         self._next = 0
 
     def start(self, epoch: float | None = None) -> float:
         if self.start_epoch is None:
-            self.start_epoch = time.time() if epoch is None else float(epoch)
+            self.start_epoch = self.clock() if epoch is None else float(epoch)
         return self.start_epoch
 
     def claim(self) -> Slot | None:

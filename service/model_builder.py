@@ -3,13 +3,14 @@
 RoBERTa architecture, seeded random weights, a byte-level BPE tokenizer trained here on
 the bundled texts, and an ONNX FP32 export checked against torch. The model is
 UNTRAINED: its predictions mean nothing, only its cost (shape, size, latency) does.
-Its weights are drawn with a wide ``initializer_range`` so the predictions spread over
-all three classes instead of collapsing onto one.
+Its weights are drawn with a wider ``initializer_range`` than the default so that the
+predictions spread over all three classes instead of collapsing onto one.
 """
 from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +19,10 @@ from .texts import LABELS, load_bundled
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "build" / "models" / "untrained-roberta-base"
 METADATA_FILE = "burstbench-model.json"
+# Weights drawn with initializer_range 0.1 (the default 0.02 makes an untrained model answer one
+# class for every input; 0.2 and more made the 12-layer ONNX export drift from torch by > 1e-3).
+# Of seeds 0-4, seed 4 spread the base model's predictions best: 33/19/12 of 64 bundled texts.
+DEFAULT_SEED = 4
 ONNX_FILE = "onnx/model.onnx"
 
 
@@ -41,9 +46,9 @@ SHAPES = {
 def build_default_model(
     out_dir: Path = DEFAULT_MODEL_DIR,
     size: str = "base",
-    seed: int = 0,
+    seed: int = DEFAULT_SEED,
     max_length: int = 128,
-    initializer_range: float = 0.3,
+    initializer_range: float = 0.1,
     force: bool = False,
 ) -> Path:
     """Build (or reuse, when already built with the same parameters) the default model."""
@@ -135,7 +140,10 @@ def export_onnx(model, tokenizer, path: Path, max_length: int) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     sample = tokenizer(["a short example", "another one"], padding=True, return_tensors="pt")
-    with torch.inference_mode():
+    # The tracer warns about Python-level branches it freezes; the comparison with torch
+    # that follows every export is the real check, so keep the user's screen quiet.
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             model,
             (sample["input_ids"], sample["attention_mask"]),
@@ -180,3 +188,45 @@ def compare_onnx_with_torch(model, tokenizer, onnx_path: Path, texts: list[str],
         "argmax_agreement": agree,
         "predicted_counts": {label: int(c) for label, c in zip(LABELS, counts)},
     }
+
+
+def prepare_checkpoint(source: str, out_dir: Path, max_length: int = 128, force: bool = False) -> Path:
+    """Make any Hugging Face sequence-classification checkpoint servable: a local copy plus ONNX.
+
+    ``source`` is a local checkpoint directory or, where a hub is reachable, a hub id
+    (for example ``cardiffnlp/twitter-roberta-base-sentiment-latest``).
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out_dir = Path(out_dir)
+    params = {"source": source, "max_length": max_length}
+    meta_path = out_dir / METADATA_FILE
+    if not force and meta_path.exists() and json.loads(meta_path.read_text()).get("build_params") == params:
+        print(f"model: reusing {out_dir}")
+        return out_dir
+    started = time.perf_counter()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForSequenceClassification.from_pretrained(source, attn_implementation="eager").eval()
+    except OSError as err:
+        raise ValueError(f"--from {source}: not a local checkpoint directory, and the hub could not provide it ({err})"
+                         ) from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(out_dir)
+    model.save_pretrained(out_dir)
+    texts = [text for text, _ in load_bundled()][:64]
+    onnx_path = export_onnx(model, tokenizer, out_dir / ONNX_FILE, max_length)
+    check = compare_onnx_with_torch(model, tokenizer, onnx_path, texts, max_length)
+    check.pop("predicted_counts")
+    metadata = {
+        "name": Path(source).name if Path(source).exists() else source,
+        "untrained": False,
+        "description": f"Hugging Face checkpoint {source}",
+        "build_params": params,
+        "labels": [model.config.id2label[i] for i in range(model.config.num_labels)],
+        "onnx_check": check,
+        "build_seconds": round(time.perf_counter() - started, 1),
+    }
+    meta_path.write_text(json.dumps(metadata, indent=2) + "\n")
+    print(f"model: prepared {source} in {out_dir} ({metadata['build_seconds']} s)")
+    return out_dir

@@ -1,0 +1,48 @@
+# Thin wrappers around the packages' own entry points. Every target installs what is missing first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# onnxruntime and onnxruntime-gpu provide the same module: exactly one, chosen by the machine.
+EXTRAS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu),test
+
+REQUESTS ?= 1000
+SEED ?= 0
+PACING ?= arrival
+USERS ?= 10
+PORT ?= 3000
+MEAN ?=
+VARIANT ?=
+BATCHING ?=
+RUN ?=
+
+SCENARIO_FLAGS = --requests $(REQUESTS) --seed $(SEED) --pacing $(PACING) --users $(USERS) --port $(PORT) \
+	$(if $(MEAN),--mean $(MEAN)) $(if $(VARIANT),--variant $(VARIANT)) $(if $(BATCHING),--batching $(BATCHING))
+
+.PHONY: install model serve test scenario-steady scenario-moderate scenario-extreme summary clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "burstbench needs Python >= 3.11 (found " + sys.version.split()[0] + "); run make PYTHON=python3.11 ...")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	@touch $@
+
+model: install
+	$(PY) -m service build-model
+
+serve: model
+	$(PY) -m service serve --port $(PORT) $(if $(VARIANT),--variant $(VARIANT)) $(if $(BATCHING),--batching $(BATCHING))
+
+scenario-steady scenario-moderate scenario-extreme: scenario-%: install
+	$(PY) -m locustfiles scenario $* $(SCENARIO_FLAGS)
+
+summary: install
+	$(PY) -m analysis summary $(if $(RUN),$(RUN),--latest)
+
+test: install
+	$(PY) -m pytest
+
+clean:
+	rm -rf build .pytest_cache

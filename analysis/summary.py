@@ -1,0 +1,66 @@
+"""`python -m analysis summary RUN`: the p50/p95/p99 table of one run, printed and saved."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .latency import QUANTILES, run_facts, summarise  # noqa: E402
+from .runs import Run, load_run  # noqa: E402
+
+
+def format_summary(run: Run, table: pd.DataFrame, facts: dict) -> str:
+    shown = table.copy()
+    for col in [*QUANTILES, "min", "avg", "max"]:
+        shown[col] = shown[col].map(lambda v: "n/a" if pd.isna(v) else f"{v:.1f}")
+    header = (f"run {run.name}: {facts['process']} ({facts['scenario']}), pacing {facts['pacing']}, "
+              f"{facts['users']} users\n"
+              f"offered {facts['offered_rate_per_s']:.3f} req/s, achieved {facts['achieved_rate_per_s']:.3f} req/s; "
+              f"lateness p99 {facts['lateness_p99_ms']:.1f} ms (max {facts['lateness_max_ms']:.1f} ms)")
+    if facts["batch_size_max"] is not None:
+        header += f"; largest batch {facts['batch_size_max']}, {100 * facts['batches_over_one_share']:.0f}% of requests batched with others"
+    if facts["failure_kinds"]:
+        header += f"\nfailures by kind: {facts['failure_kinds']}"
+    return header + "\nlatency in ms, exact percentiles over successful requests:\n" + shown.to_string()
+
+
+def latency_figure(run: Run, table: pd.DataFrame, path: Path) -> Path:
+    values = run.ok_rows["latency_ms"].to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if len(values):
+        ax.hist(values, bins=min(60, max(10, len(values) // 10)), color="#4C72B0", alpha=0.8)
+        for name, style in zip(QUANTILES, ("-", "--", ":")):
+            v = table.loc["service", name]
+            ax.axvline(v, color="black", linestyle=style, label=f"{name} {v:.1f} ms")
+        ax.legend()
+    ax.set_xlabel("service latency (ms)")
+    ax.set_ylabel("requests")
+    ax.set_title(f"{run.name}\n{run.info.get('distribution', {}).get('label')}, pacing {run.info.get('pacing')}",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def summary(path: str | Path) -> str:
+    run = load_run(path)
+    table = summarise(run)
+    facts = run_facts(run)
+    table.to_csv(run.path / "summary.csv", float_format="%.3f")
+    latency_figure(run, table, run.path / "latency.png")
+    text = format_summary(run, table, facts)
+    return text + f"\nwritten: {run.path / 'summary.csv'}, {run.path / 'latency.png'}"
+
+
+def latest_run(results_dir: str | Path = "results") -> Path:
+    runs = sorted(p for p in Path(results_dir).iterdir() if (p / "run.json").is_file()) if Path(results_dir).is_dir() else []
+    if not runs:
+        raise ValueError(f"{results_dir}: no run folders yet (run 'make scenario-steady' first)")
+    return runs[-1]
+
+

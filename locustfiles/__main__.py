@@ -1,0 +1,192 @@
+"""``python -m locustfiles scenario NAME``: one whole run on the bundled service.
+
+Builds the default model when missing, starts the service on loopback, waits until it
+is ready, runs the scenario with Locust (headless), stops the service, and prints the
+exact p50/p95/p99 table. Ctrl-C stops the load early; what was measured is kept and
+summarised.
+
+    python -m locustfiles scenario steady --requests 1000 --seed 0 --pacing arrival --users 10
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from arrivals import SCENARIOS, scenario  # noqa: E402
+from arrivals.schedule import check_requests, check_seed  # noqa: E402
+
+LOCUSTFILE = REPO_ROOT / "locustfiles" / "sentiment.py"
+DEFAULT_MODEL = REPO_ROOT / "build" / "models" / "untrained-roberta-base"
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m locustfiles", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("scenario", help="serve, load, stop, summarise")
+    s.add_argument("scenario", help=f"one of {', '.join(SCENARIOS)}")
+    s.add_argument("--requests", default="1000")
+    s.add_argument("--seed", default="0")
+    s.add_argument("--pacing", default="arrival", help="arrival or think")
+    s.add_argument("--users", default="10", help="concurrent Locust users (>= 1)")
+    s.add_argument("--mean", default=None, help="mean gap in seconds (default: the scenario's 2 s)")
+    s.add_argument("--port", default="3000")
+    s.add_argument("--model", type=Path, default=None, help="model folder (default: build the untrained default)")
+    s.add_argument("--variant", default=None, help="served model variant (onnx-fp32, torch-fp32)")
+    s.add_argument("--batching", default=None, help="on or off")
+    s.add_argument("--results-dir", type=Path, default=REPO_ROOT / "results")
+    s.add_argument("--ready-timeout", type=float, default=300.0, help="seconds to wait for /readyz")
+    s.add_argument("--progress-every", default="10")
+    return p.parse_args(argv)
+
+
+def validate(args) -> None:
+    """The cheap checks, before the model is built or the service started."""
+    scenario(args.scenario, None if args.mean is None else _positive("--mean", args.mean))
+    check_requests(_int("--requests", args.requests))
+    check_seed(_int("--seed", args.seed))
+    if args.pacing not in ("arrival", "think"):
+        raise ValueError(f"--pacing must be one of arrival, think (got {args.pacing!r})")
+    if _int("--users", args.users) < 1:
+        raise ValueError(f"--users must be an integer >= 1 (got {args.users!r})")
+    port = _int("--port", args.port)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"--port must be in [1, 65535] (got {args.port!r})")
+    with socket.socket() as sock:
+        if sock.connect_ex(("127.0.0.1", port)) == 0:
+            raise ValueError(f"--port {port}: something already listens on 127.0.0.1:{port}; choose another PORT=")
+    if args.batching not in (None, "on", "off"):
+        raise ValueError(f"--batching must be on or off (got {args.batching!r})")
+
+
+def _int(flag, raw) -> int:
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{flag} must be an integer (got {raw!r})") from None
+
+
+def _positive(flag, raw) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{flag} must be a number > 0 (got {raw!r})")
+    return value
+
+
+def wait_ready(url: str, server: subprocess.Popen, timeout_s: float) -> float:
+    """Poll /readyz until 200. BentoML respawns a crashing worker forever, so keep a deadline."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if server.poll() is not None:
+            raise RuntimeError(f"the service exited with code {server.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as resp:
+                if resp.status == 200:
+                    return time.monotonic() - started
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"the service was not ready at {url}/readyz after {timeout_s:.0f} s")
+
+
+def stop(server: subprocess.Popen) -> None:
+    """SIGTERM the service's whole process group, then SIGKILL what is left."""
+    if server.poll() is not None:
+        return
+    try:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+
+
+def run_scenario(args) -> int:
+    py = sys.executable
+    model = args.model
+    if model is None:
+        subprocess.run([py, "-m", "service", "build-model", "--out", str(DEFAULT_MODEL)], cwd=REPO_ROOT, check=True)
+        model = DEFAULT_MODEL
+    url = f"http://127.0.0.1:{int(args.port)}"
+    serve_cmd = [py, "-m", "service", "serve", "--port", str(int(args.port)), "--model", str(model)]
+    if args.variant:
+        serve_cmd += ["--variant", args.variant]
+    if args.batching:
+        serve_cmd += ["--batching", args.batching]
+    log = tempfile.NamedTemporaryFile("w+", prefix="burstbench-service-", suffix=".log", delete=False)
+    print(f"[burstbench] starting the service on {url} (log: {log.name})", file=sys.stderr, flush=True)
+    # Own session: Ctrl-C reaches Locust, not the service, which we stop ourselves afterwards.
+    server = subprocess.Popen(serve_cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    interrupted = False
+
+    def on_sigint(*_):
+        nonlocal interrupted
+        interrupted = True
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    run_dir = None
+    try:
+        ready_s = wait_ready(url, server, args.ready_timeout)
+        print(f"[burstbench] service ready after {ready_s:.1f} s", file=sys.stderr, flush=True)
+        before = set(args.results_dir.glob("*")) if args.results_dir.is_dir() else set()
+        locust_cmd = [py, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
+                      "--host", url, "-u", str(int(args.users)), "-r", str(int(args.users)),
+                      "--scenario", args.scenario, "--requests", str(args.requests), "--seed", str(args.seed),
+                      "--pacing", args.pacing, "--results-dir", str(args.results_dir),
+                      "--progress-every", str(args.progress_every)]
+        if args.mean is not None:
+            locust_cmd += ["--mean", str(args.mean)]
+        locust = subprocess.run(locust_cmd, cwd=REPO_ROOT)
+        created = sorted(set(args.results_dir.glob("*")) - before)
+        run_dir = created[-1] if created else None
+        rc = locust.returncode
+    except RuntimeError as err:
+        log.flush()
+        tail = Path(log.name).read_text()[-3000:]
+        print(f"[burstbench] {err}\n--- service log (tail) ---\n{tail}", file=sys.stderr)
+        return 3
+    finally:
+        stop(server)
+        signal.signal(signal.SIGINT, previous)
+        log.close()
+        if run_dir is not None:
+            shutil.move(log.name, run_dir / "service.log")
+    if interrupted:
+        print("[burstbench] interrupted: summarising what was measured", file=sys.stderr)
+    if run_dir is None:
+        print("[burstbench] Locust created no run folder", file=sys.stderr)
+        return rc or 4
+    subprocess.run([py, "-m", "analysis", "summary", str(run_dir)], cwd=REPO_ROOT)
+    return rc
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        validate(args)
+    except ValueError as err:
+        print(f"python -m locustfiles: {err}", file=sys.stderr)
+        return 2
+    return run_scenario(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""``python -m service``: build the default model, prepare a checkpoint, or serve.
+
+    python -m service build-model [--size base|tiny] [--out DIR]
+    python -m service build-model --from CHECKPOINT_DIR_OR_HUB_ID --out DIR
+    python -m service serve [--port 3000] [--model DIR] [--variant onnx-fp32] [--batching on|off]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from .inference import VARIANTS
+from .settings import ServiceSettings
+from .model_builder import DEFAULT_MODEL_DIR, DEFAULT_SEED, REPO_ROOT, SHAPES, build_default_model, prepare_checkpoint
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build-model", help="build the untrained default model, or prepare a checkpoint")
+    b.add_argument("--out", type=Path, default=None, help=f"model folder (default {DEFAULT_MODEL_DIR.relative_to(REPO_ROOT)})")
+    b.add_argument("--size", choices=sorted(SHAPES), default="base", help="default model shape (default base)")
+    b.add_argument("--from", dest="source", default=None, help="a Hugging Face checkpoint folder or hub id instead")
+    b.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    b.add_argument("--max-length", type=int, default=128, help="tokens per text, in [8, 512]")
+    b.add_argument("--force", action="store_true", help="rebuild even when an identical build exists")
+
+    s = sub.add_parser("serve", help="serve the model in the foreground (bentoml serve)")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
+    s.add_argument("--port", type=int, default=3000)
+    s.add_argument("--model", type=Path, default=None, help="model folder (default: the built default model)")
+    s.add_argument("--variant", choices=VARIANTS, default=None)
+    s.add_argument("--batching", choices=("on", "off"), default=None, help="BentoML adaptive batching")
+    s.add_argument("--max-batch-size", type=int, default=None)
+    s.add_argument("--max-latency-ms", type=int, default=None)
+
+    args = parser.parse_args(argv)
+    if args.command == "build-model":
+        warnings.filterwarnings("ignore")  # the ONNX exporter's tracer warnings are not the user's concern
+        try:
+            if args.source:
+                if args.out is None:
+                    parser.error("--from needs --out DIR")
+                prepare_checkpoint(args.source, args.out, args.max_length, args.force)
+            else:
+                build_default_model(args.out or DEFAULT_MODEL_DIR, args.size, args.seed, args.max_length, force=args.force)
+        except ValueError as err:
+            print(f"python -m service build-model: {err}", file=sys.stderr)
+            return 2
+        return 0
+
+    if not 1 <= args.port <= 65535:
+        parser.error(f"--port must be in [1, 65535] (got {args.port})")
+    env = dict(os.environ)
+    for name, value in (("MODEL", args.model), ("VARIANT", args.variant), ("BATCHING", args.batching),
+                        ("MAX_BATCH_SIZE", args.max_batch_size), ("MAX_LATENCY_MS", args.max_latency_ms)):
+        if value is not None:
+            env[f"BURSTBENCH_{name}"] = str(Path(value).resolve()) if name == "MODEL" else str(value)
+    try:
+        settings = ServiceSettings.from_env(env)  # fail here with one line, not in a respawning worker
+    except ValueError as err:
+        print(f"python -m service serve: {err}", file=sys.stderr)
+        return 2
+    model_dir = settings.model_dir
+    if not (model_dir / "config.json").exists():
+        print(f"python -m service serve: no model in {model_dir}; run 'python -m service build-model' first",
+              file=sys.stderr)
+        return 2
+    env.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    cmd = [sys.executable, "-m", "bentoml", "serve", "service.service:Sentiment",
+           "--host", args.host, "--port", str(args.port), "--working-dir", str(REPO_ROOT)]
+    os.chdir(REPO_ROOT)
+    os.execvpe(cmd[0], cmd, env)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
