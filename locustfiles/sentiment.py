@@ -13,6 +13,8 @@ from locust.exception import StopUser
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
 
 import json
+import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -136,6 +138,7 @@ class Run:
         self.latencies_ms: list[float] = []
         self.started_epoch: float | None = None
         self.quit_requested = False
+        self.interrupted = False
         self.progress_greenlet = None
 
         # Locust's own outputs go into the run folder unless the user chose elsewhere.
@@ -204,6 +207,16 @@ class Run:
             self.latencies_ms.append(latency_ms)
 
     # -- progress and bookkeeping -------------------------------------------------------
+    def interrupt(self):
+        """Ctrl-C: stop sending, keep every row. A second Ctrl-C leaves at once (rows are line-buffered)."""
+        if self.interrupted:
+            os._exit(130)
+        self.interrupted = True
+        print("[burstbench] interrupted: stopping; what was measured is kept (Ctrl-C again to leave now)",
+              file=sys.stderr, flush=True)
+        self.environment.process_exit_code = 130
+        gevent.spawn(self.environment.runner.quit)
+
     def on_test_start(self):
         self.started_epoch = time.time()
         if self.dispenser is not None:
@@ -349,6 +362,9 @@ def on_init(environment, **_kwargs):
     except ValueError as err:
         sys.exit(f"burstbench: {err}")
     SentimentUser.wait_time = RUN.wait_time
+    # Locust turns Ctrl-C into a KeyboardInterrupt in whichever greenlet runs, and some of its
+    # greenlets swallow it; a signal handler stops the run the same way every time.
+    gevent.signal_handler(signal.SIGINT, RUN.interrupt)
     print(f"[burstbench] {plan.name}: {plan.distribution}, pacing {plan.pacing}, {plan.requests} requests, "
           f"seed {plan.seed}, texts {RUN.texts.source} -> {RUN.run_dir}", file=sys.stderr, flush=True)
 

@@ -116,6 +116,8 @@ def test_ctrl_c_keeps_what_was_measured(server, tmp_path):
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert rows_file is not None, stderr[-3000:]
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "interrupted: stopping" in stderr
     run_dir = only_run_dir(tmp_path)
     info = json.loads((run_dir / "run.json").read_text())
     rows = pd.read_csv(run_dir / "requests.csv")
