@@ -18,7 +18,7 @@ RUN ?=
 SCENARIO_FLAGS = --requests $(REQUESTS) --seed $(SEED) --pacing $(PACING) --users $(USERS) --port $(PORT) \
 	$(if $(MEAN),--mean $(MEAN)) $(if $(VARIANT),--variant $(VARIANT)) $(if $(BATCHING),--batching $(BATCHING))
 
-.PHONY: install model serve test scenario-steady scenario-moderate scenario-extreme summary clean
+.PHONY: install model serve test browser scenario-steady scenario-moderate scenario-extreme summary report compare paper-gaps clean
 
 install: $(VENV)/.installed
 
@@ -41,7 +41,25 @@ scenario-steady scenario-moderate scenario-extreme: scenario-%: install
 summary: install
 	$(PY) -m analysis summary $(if $(RUN),$(RUN),--latest)
 
-test: install
+report: install
+	$(PY) -m analysis report $(if $(RUN),$(RUN),--latest)
+
+compare: install
+	@test -n "$(RUNS)" || { echo 'make compare RUNS="results/<a> results/<b> ..." [BASELINE=results/<a>]'; exit 2; }
+	$(PY) -m analysis compare $(RUNS) $(if $(BASELINE),--baseline $(BASELINE))
+
+paper-gaps: install
+	$(PY) -m analysis paper-gaps --seed $(SEED)
+
+# The HTML report's browser test drives Debian's chromium (no browser download is possible here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's chromium for the report's browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium not found and cannot be installed here: the browser test will be skipped"; fi; }
+
+test: install browser
 	$(PY) -m pytest
 
 clean:

@@ -1,33 +1,75 @@
-"""``python -m analysis``: turn results folders into tables and figures.
+"""``python -m analysis``: turn results folders into tables, figures and reports.
 
-    python -m analysis summary results/<run>     # p50/p95/p99 table, summary.csv, latency.png
-    python -m analysis summary --latest           # the newest folder under results/
+    python -m analysis report results/<run>                 # report/ in the run folder: md, html, csv, png
+    python -m analysis report --latest
+    python -m analysis compare results/<a> results/<b> ... [--baseline results/<a>] [--out DIR]
+    python -m analysis summary results/<run>                # the short p50/p95/p99 table
+    python -m analysis paper-gaps [--seed 0] [--n 1000]     # the three scenarios' drawn gaps vs the paper
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime, timezone
+from pathlib import Path
 
 from .runs import RunError
-from .summary import latest_run, summary
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("summary", help="exact latency table of one run")
-    s.add_argument("run", nargs="?", help="results folder")
-    s.add_argument("--latest", action="store_true", help="use the newest folder under --results-dir")
-    s.add_argument("--results-dir", default="results")
+    for name, help_text in (("summary", "exact latency table of one run"), ("report", "full report of one run")):
+        s = sub.add_parser(name, help=help_text)
+        s.add_argument("run", nargs="?", help="results folder")
+        s.add_argument("--latest", action="store_true", help="use the newest folder under --results-dir")
+        s.add_argument("--results-dir", default="results")
+    c = sub.add_parser("compare", help="compare runs (scenarios, variants, pacings) side by side")
+    c.add_argument("runs", nargs="+", help="results folders")
+    c.add_argument("--baseline", default=None, help="the run the others are compared with (default: the first)")
+    c.add_argument("--out", type=Path, default=None, help="output folder (default results/compare-<UTC time>)")
+    g = sub.add_parser("paper-gaps", help="drawn gaps of the three scenarios beside the paper's and the theory")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--n", type=int, default=1000)
+    g.add_argument("--out", type=Path, default=None, help="also write one KDE-vs-PDF figure per scenario here")
     args = parser.parse_args(argv)
     try:
-        if args.run is None and not args.latest:
-            parser.error("give a results folder or --latest")
-        print(summary(latest_run(args.results_dir) if args.latest else args.run))
+        return _run(parser, args)
     except (RunError, ValueError) as err:
         print(f"python -m analysis: {err}", file=sys.stderr)
         return 2
+
+
+def _run(parser, args) -> int:
+    if args.command in ("summary", "report"):
+        from .summary import latest_run, summary
+
+        if args.run is None and not args.latest:
+            parser.error("give a results folder or --latest")
+        run_dir = latest_run(args.results_dir) if args.latest else args.run
+        if args.command == "summary":
+            print(summary(run_dir))
+            return 0
+        from .report import report
+
+        print(summary(run_dir))
+        files = report(run_dir)
+        print(f"\n{files['verdict']}\nreport: {files['markdown']}\n        {files['html']}\n"
+              f"tables and figures: {files['folder']}/")
+        return 0
+    if args.command == "compare":
+        from .compare_report import write_comparison
+
+        out = args.out or Path("results") / f"compare-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
+        text, files = write_comparison(args.runs, out, baseline=args.baseline)
+        print(text)
+        print(f"written: {', '.join(str(f) for f in files)}")
+        return 0
+    from .paper import paper_gaps_table
+
+    text = paper_gaps_table(seed=args.seed, n=args.n, figures_dir=args.out)
+    print(text)
     return 0
 
 

@@ -8,8 +8,14 @@ from pathlib import Path
 import pandas as pd
 
 ROWS_FILE = "requests.csv"
+# The rows schema written by locustfiles/recording.py (a test keeps the two in step).
+KNOWN_COLUMNS = ("request_index", "user", "scheduled_epoch", "sent_epoch", "lateness_ms", "latency_ms",
+                 "corrected_latency_ms", "status", "ok", "failure_kind", "failure_text", "batch_size",
+                 "text_index", "text_chars", "tokens", "truncated", "label", "think_s")
 REQUIRED_COLUMNS = ("request_index", "scheduled_epoch", "sent_epoch", "lateness_ms", "latency_ms",
                     "corrected_latency_ms", "status", "ok", "failure_kind")
+NUMERIC_COLUMNS = ("request_index", "scheduled_epoch", "sent_epoch", "lateness_ms", "latency_ms",
+                   "corrected_latency_ms", "status", "ok")
 
 
 class RunError(ValueError):
@@ -21,6 +27,11 @@ class Run:
     path: Path
     info: dict
     rows: pd.DataFrame
+    dropped_rows: int = 0  # incomplete rows (a truncated last line): reported as partial, never as zero
+
+    @property
+    def partial(self) -> bool:
+        return self.dropped_rows > 0 or self.info.get("status") != "complete"
 
     @property
     def name(self) -> str:
@@ -51,6 +62,16 @@ def load_run(path: str | Path) -> Run:
     missing = [c for c in REQUIRED_COLUMNS if c not in rows.columns]
     if missing:
         raise RunError(f"{rows_path}: missing columns {missing}")
+    unknown = [c for c in rows.columns if c not in KNOWN_COLUMNS]
+    if unknown:
+        raise RunError(f"{rows_path}: unknown columns {unknown} (known: {', '.join(KNOWN_COLUMNS)})")
     if rows.empty:
         raise RunError(f"{rows_path}: no rows (the run sent no requests)")
-    return Run(path=path, info=info, rows=rows.sort_values("request_index", kind="stable").reset_index(drop=True))
+    numeric = rows[list(NUMERIC_COLUMNS)].apply(pd.to_numeric, errors="coerce")
+    complete = numeric.notna().all(axis=1)
+    if not complete.any():
+        raise RunError(f"{rows_path}: no complete row (corrupt file?)")
+    rows = rows.loc[complete].copy()
+    rows[list(NUMERIC_COLUMNS)] = numeric.loc[complete]
+    return Run(path=path, info=info, rows=rows.sort_values("request_index", kind="stable").reset_index(drop=True),
+               dropped_rows=int((~complete).sum()))

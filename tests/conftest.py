@@ -85,6 +85,21 @@ def run_locust(host: str, results_dir: Path, *flags: str, timeout: float = 180) 
     return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
 
 
+SMOKE = {"scenario": "extreme", "shape": 0.8, "mean": 0.05, "requests": 600, "seed": 11, "users": 16}
+
+
+@pytest.fixture(scope="session")
+def smoke_run(server, tmp_path_factory):
+    """The smoke load test's run (gamma 0.8, mean gap 50 ms, about 30 s), shared by the tests that read it."""
+    results = tmp_path_factory.mktemp("smoke")
+    s = SMOKE
+    result = run_locust(server.url, results, "--scenario", s["scenario"], "--mean", str(s["mean"]),
+                        "--requests", str(s["requests"]), "--seed", str(s["seed"]),
+                        "-u", str(s["users"]), "-r", str(s["users"]))
+    runs = [p for p in results.iterdir() if p.is_dir()]
+    return result, (runs[0] if len(runs) == 1 else None)
+
+
 def only_run_dir(results_dir: Path) -> Path:
     runs = [p for p in results_dir.iterdir() if p.is_dir()]
     assert len(runs) == 1, f"expected one run folder, found {runs}"

@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 from arrivals import ArrivalSchedule, Gamma
-from conftest import REPO_ROOT, only_run_dir, run_locust
+from conftest import REPO_ROOT, SMOKE, only_run_dir, run_locust
 
 pytestmark = pytest.mark.load
 
@@ -24,13 +24,12 @@ def locust_aggregated(run_dir):
         return next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
 
 
-def test_smoke_load_arrival_pacing(server, tmp_path):
+def test_smoke_load_arrival_pacing(smoke_run):
     """Gamma 0.8 at a mean gap of 50 ms for about 30 s, 16 users: the whole contract of a run."""
-    n, mean, seed = 600, 0.05, 11
-    result = run_locust(server.url, tmp_path, "--scenario", "extreme", "--mean", str(mean), "--requests", str(n),
-                        "--seed", str(seed), "-u", "16", "-r", "16")
+    n, mean, seed = SMOKE["requests"], SMOKE["mean"], SMOKE["seed"]
+    result, run_dir = smoke_run
     assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = only_run_dir(tmp_path)
+    assert run_dir is not None
     rows = pd.read_csv(run_dir / "requests.csv")
     info = json.loads((run_dir / "run.json").read_text())
 

@@ -1,0 +1,287 @@
+"""Inter-arrival fidelity: did the load test send the traffic it declared? (the paper's Figures 1-3)
+
+Two sets of gaps are compared with the distribution declared in run.json:
+
+* scheduled gaps: under ``arrival`` pacing the gaps between consecutive scheduled send times
+  (the schedule fixed ahead from the seed); under ``think`` pacing the drawn think times, which
+  are the declared process's draws.
+* sent gaps: the gaps between consecutive actual sends. Under ``arrival`` pacing they should fit
+  too while lateness stays small; under ``think`` pacing each one is think time plus response
+  time by design (closed loop), so they are not expected to fit.
+
+Each set gets the Kolmogorov-Smirnov test against the declared CDF, Anderson-Darling against
+the fully specified declared distribution (Monte Carlo p-value), and the Wasserstein distance to
+a large seeded sample of the declared distribution divided by its mean: at millisecond gaps KS
+and AD flag send jitter of a fraction of a millisecond, while W1/mean says how large the
+difference is, in units of the mean gap.
+
+Computing is separate from wording (``verdict``) and plotting (``gap_figure``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from arrivals import Exponential, Gamma, make_distribution  # noqa: E402
+
+from .runs import Run, RunError  # noqa: E402
+
+ALPHA = 0.01               # KS p-value below which the gaps are said not to fit
+MIN_GAPS = 8               # fewer gaps than this: no test is run, statistics are NaN
+AD_MAX_N = 5000            # Anderson-Darling (Monte Carlo) only up to this many gaps: it costs n * n_mc_samples CDFs
+AD_MC_SAMPLES = 499
+REFERENCE_SAMPLE_SIZE = 100_000  # seeded draws of the declared distribution for the Wasserstein distance
+LATENESS_QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
+WHICH = ("scheduled", "sent")
+
+
+def declared_distribution(run: Run) -> Exponential | Gamma:
+    """The arrival distribution the run declared, rebuilt from run.json ``distribution``."""
+    info_path = run.path / "run.json"
+    spec = run.info.get("distribution")
+    if not isinstance(spec, dict):
+        raise RunError(f"{info_path}: no 'distribution' object (expected process, mean_s and, for gamma, shape)")
+    process, mean_s = spec.get("process"), spec.get("mean_s")
+    try:
+        return make_distribution(process, mean_s, spec.get("shape") if process == "gamma" else None)
+    except ValueError as err:
+        raise RunError(f"{info_path}: invalid 'distribution' {spec!r} ({err})") from None
+
+
+def _pacing(run: Run) -> str:
+    pacing = run.info.get("pacing")
+    if pacing not in ("arrival", "think"):
+        raise RunError(f"{run.path / 'run.json'}: 'pacing' must be 'arrival' or 'think' (got {pacing!r})")
+    return pacing
+
+
+def scheduled_gaps_s(run: Run) -> np.ndarray:
+    """The gaps the generator was asked to produce, in seconds.
+
+    ``arrival`` pacing: differences of the sorted ``scheduled_epoch``; when run.json has
+    ``schedule.start_epoch`` the first gap is measured from it, so n rows give n gaps (the
+    schedule's own gaps), otherwise n - 1. Slots that never produced a row (an interrupted run)
+    merge two gaps into one; a partial run says so (``run.partial``).
+
+    ``think`` pacing: the drawn think times (``think_s``), in request order, which are i.i.d.
+    draws of the declared process; rows without one are skipped.
+    """
+    if _pacing(run) == "think":
+        if "think_s" not in run.rows:
+            return np.array([], dtype=float)
+        return pd.to_numeric(run.rows["think_s"], errors="coerce").dropna().to_numpy(dtype=float)
+    scheduled = np.sort(run.rows["scheduled_epoch"].to_numpy(dtype=float))
+    start = (run.info.get("schedule") or {}).get("start_epoch")
+    if start is None:
+        return np.diff(scheduled)
+    return np.diff(scheduled, prepend=float(start))
+
+
+def sent_gaps_s(run: Run) -> np.ndarray:
+    """Gaps between consecutive actual sends (sorted ``sent_epoch``): n - 1 gaps for n rows."""
+    return np.diff(np.sort(run.rows["sent_epoch"].to_numpy(dtype=float)))
+
+
+@dataclass(frozen=True)
+class GapFit:
+    """How one set of gaps compares with the declared distribution.
+
+    Empirical variance is the sample variance with ddof=1 (unbiased, as the paper's
+    empirical variances are), and cv = sqrt(var_s2) / mean_s. ``fits`` is KS p >= alpha,
+    or None when there were too few gaps to test. ``ad_*`` are None when Anderson-Darling
+    was not computed (more than ``ad_max_n`` gaps, or switched off).
+    """
+
+    which: str
+    declared: str
+    n: int
+    mean_s: float
+    var_s2: float
+    cv: float
+    theoretical_mean_s: float
+    theoretical_var_s2: float
+    theoretical_cv: float
+    ks_statistic: float
+    ks_pvalue: float
+    ad_statistic: float | None
+    ad_pvalue: float | None
+    wasserstein_over_mean: float
+    alpha: float
+    fits: bool | None
+
+
+def _moments(gaps_s: np.ndarray) -> tuple[float, float, float]:
+    mean_s = float(np.mean(gaps_s)) if len(gaps_s) >= 1 else math.nan
+    var_s2 = float(np.var(gaps_s, ddof=1)) if len(gaps_s) >= 2 else math.nan
+    cv = math.sqrt(var_s2) / mean_s if len(gaps_s) >= 2 and mean_s > 0 else math.nan
+    return mean_s, var_s2, cv
+
+
+def _known_params(dist: Exponential | Gamma) -> tuple[object, dict]:
+    """The scipy family and every one of its parameters, for a fully specified AD test."""
+    if isinstance(dist, Gamma):
+        return stats.gamma, {"a": dist.shape, "loc": 0.0, "scale": dist.scale}
+    return stats.expon, {"loc": 0.0, "scale": dist.mean}
+
+
+def fit_gaps(gaps_s, dist: Exponential | Gamma, which: str, alpha: float = ALPHA, seed: int = 0,
+             n_mc_samples: int = AD_MC_SAMPLES, ad_max_n: int = AD_MAX_N) -> GapFit:
+    """Test ``gaps_s`` (seconds) against the declared ``dist``; seeded, so reproducible.
+
+    Fewer than 8 gaps: a GapFit with NaN test statistics and ``fits`` None (never zeros).
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1) (got {alpha!r})")
+    gaps_s = np.asarray(gaps_s, dtype=float)
+    gaps_s = gaps_s[np.isfinite(gaps_s)]
+    n = len(gaps_s)
+    mean_s, var_s2, cv = _moments(gaps_s)
+    base = dict(which=which, declared=str(dist), n=n, mean_s=mean_s, var_s2=var_s2, cv=cv,
+                theoretical_mean_s=dist.mean, theoretical_var_s2=dist.var, theoretical_cv=dist.cv, alpha=alpha)
+    if n < MIN_GAPS:
+        return GapFit(**base, ks_statistic=math.nan, ks_pvalue=math.nan, ad_statistic=math.nan,
+                      ad_pvalue=math.nan, wasserstein_over_mean=math.nan, fits=None)
+    ks = stats.kstest(gaps_s, dist.cdf)
+    ad_statistic = ad_pvalue = None
+    if n <= ad_max_n:
+        family, params = _known_params(dist)
+        ad = stats.goodness_of_fit(family, gaps_s, known_params=params, statistic="ad",
+                                   n_mc_samples=n_mc_samples, rng=np.random.default_rng(seed))
+        ad_statistic, ad_pvalue = float(ad.statistic), float(ad.pvalue)
+    reference_s = dist.sample(REFERENCE_SAMPLE_SIZE, np.random.default_rng(seed))
+    w1_s = stats.wasserstein_distance(gaps_s, reference_s)
+    return GapFit(**base, ks_statistic=float(ks.statistic), ks_pvalue=float(ks.pvalue), ad_statistic=ad_statistic,
+                  ad_pvalue=ad_pvalue, wasserstein_over_mean=float(w1_s / dist.mean),
+                  fits=bool(ks.pvalue >= alpha))
+
+
+def fidelity_table(run: Run, alpha: float = ALPHA, seed: int = 0, n_mc_samples: int = AD_MC_SAMPLES,
+                   ad_max_n: int = AD_MAX_N) -> pd.DataFrame:
+    """One row per set of gaps (index ``which``: scheduled, sent), columns the GapFit fields."""
+    dist = declared_distribution(run)
+    fits = [fit_gaps(gaps, dist, which, alpha=alpha, seed=seed, n_mc_samples=n_mc_samples, ad_max_n=ad_max_n)
+            for which, gaps in (("scheduled", scheduled_gaps_s(run)), ("sent", sent_gaps_s(run)))]
+    return pd.DataFrame([asdict(f) for f in fits], columns=[f.name for f in fields(GapFit)]).set_index("which")
+
+
+def lateness_table(run: Run) -> pd.DataFrame:
+    """Send lateness (actual minus scheduled send) in ms: exact p50/p95/p99 and max, one row."""
+    lateness_ms = pd.to_numeric(run.rows["lateness_ms"], errors="coerce").dropna().to_numpy(dtype=float)
+    record = {"n": len(lateness_ms)}
+    if len(lateness_ms):
+        record.update({f"{name}_ms": float(np.quantile(lateness_ms, q)) for name, q in LATENESS_QUANTILES.items()})
+        record["max_ms"] = float(lateness_ms.max())
+    else:  # say what is missing instead of reporting zeros
+        record.update({f"{name}_ms": math.nan for name in [*LATENESS_QUANTILES, "max"]})
+    return pd.DataFrame([record], index=pd.Index(["lateness"], name="measure"))
+
+
+def _p(value: float) -> str:
+    return f"{value:.2g}"
+
+
+def _fit_clause(fit: pd.Series) -> str:
+    return f"KS p = {_p(fit['ks_pvalue'])}, n = {int(fit['n'])}"
+
+
+def verdict(run: Run, alpha: float = ALPHA, table: pd.DataFrame | None = None) -> str:
+    """One or two plain sentences for a report's first lines, from KS p-values.
+
+    Pass ``table`` (from ``fidelity_table``) to reuse it; otherwise one is computed
+    without Anderson-Darling, which the verdict does not quote.
+    """
+    if table is None:
+        table = fidelity_table(run, alpha=alpha, ad_max_n=0)
+    pacing = _pacing(run)
+    declared = str(declared_distribution(run))
+    sched, sent = table.loc["scheduled"], table.loc["sent"]
+    sched_name = "drawn think times" if pacing == "think" else "scheduled arrivals"
+
+    if pd.isna(sched["fits"]):
+        first = f"Too few {sched_name} to test against the declared {declared} (n = {int(sched['n'])}, need {MIN_GAPS})."
+    elif sched["fits"]:
+        first = f"The {sched_name} fit the declared {declared} ({_fit_clause(sched)})."
+    else:
+        first = (f"WARNING: the {sched_name} do NOT fit the declared {declared} ({_fit_clause(sched)}): "
+                 "they were not drawn from the distribution run.json declares.")
+
+    if pd.isna(sent["fits"]):
+        second = f"Too few sent gaps to test (n = {int(sent['n'])})."
+    elif pacing == "think":
+        rates = f"mean sent gap {sent['mean_s']:.3g} s against {sent['theoretical_mean_s']:.3g} s declared"
+        outcome = "they happen to fit" if sent["fits"] else "they do not fit"
+        second = (f"The sent gaps are not expected to fit ({outcome}: {_fit_clause(sent)}; {rates}): "
+                  "under think pacing each gap is think time plus response time by design (closed loop).")
+    else:
+        late = lateness_table(run).iloc[0]
+        context = (f"{_fit_clause(sent)}, Wasserstein distance {100 * sent['wasserstein_over_mean']:.1f}% of the mean gap; "
+                   f"lateness p99 {late['p99_ms']:.1f} ms, max {late['max_ms']:.1f} ms")
+        if sent["fits"]:
+            second = f"The realised (sent) arrivals fit it {'too' if sched['fits'] else 'nonetheless'} ({context})."
+        elif not pd.isna(sched["fits"]) and not sched["fits"]:
+            second = (f"The realised (sent) arrivals do NOT fit it either ({context}), "
+                      "as expected when the schedule itself does not.")
+        else:
+            second = (f"WARNING: the realised (sent) arrivals do NOT fit the declared {declared} ({context}): "
+                      "the generator could not keep the schedule.")
+    return f"{first} {second}"
+
+
+def gap_figure(gaps_s, dist: Exponential | Gamma, title: str, path: str | Path) -> Path:
+    """Histogram (density), KDE (solid) and declared PDF (dashed) of the gaps, with a moments box.
+
+    The paper's Figures 1-3. The x axis stops at the larger of the gaps' and the declared
+    distribution's 99.5th percentile so one long gap does not flatten the plot.
+    """
+    path = Path(path)
+    gaps_s = np.asarray(gaps_s, dtype=float)
+    gaps_s = gaps_s[np.isfinite(gaps_s)]
+    mean_s, var_s2, _ = _moments(gaps_s)
+    ks_pvalue = float(stats.kstest(gaps_s, dist.cdf).pvalue) if len(gaps_s) >= MIN_GAPS else math.nan
+    x_max = float(dist.scipy_dist.ppf(0.995))
+    if len(gaps_s):
+        x_max = max(x_max, float(np.quantile(gaps_s, 0.995)))
+    grid_s = np.linspace(0.0, x_max, 400)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    y_top = 0.0
+    if len(gaps_s):
+        density, _, _ = ax.hist(gaps_s, bins=min(60, max(10, len(gaps_s) // 15)), range=(0.0, x_max), density=True,
+                                color="#4C72B0", alpha=0.45, label="gaps (histogram)")
+        y_top = float(np.max(density))
+    if len(gaps_s) >= 2 and np.ptp(gaps_s) > 0:
+        kde = stats.gaussian_kde(gaps_s)(grid_s)
+        ax.plot(grid_s, kde, color="#4C72B0", linestyle="-", linewidth=2, label="empirical KDE")
+        y_top = max(y_top, float(np.max(kde)))
+    pdf = dist.pdf(grid_s[1:])  # skip 0: a gamma with shape < 1 has an infinite density there
+    ax.plot(grid_s[1:], pdf, color="#C44E52", linestyle="--", linewidth=2, label=f"declared PDF: {dist}")
+    finite_pdf = pdf[np.isfinite(pdf)]
+    y_top = max(y_top, float(np.quantile(finite_pdf, 0.98)) if len(finite_pdf) else 0.0)
+    if y_top > 0:
+        ax.set_ylim(0, 1.15 * y_top)
+    ax.set_xlim(0, x_max)
+    text = (f"n = {len(gaps_s)}\n"
+            f"mean: {mean_s:.3g} s (theory {dist.mean:.3g} s)\n"
+            f"variance: {var_s2:.3g} s² (theory {dist.var:.3g} s²)\n"
+            f"KS p = {_p(ks_pvalue)}")
+    ax.text(0.97, 0.62, text, transform=ax.transAxes, ha="right", va="top", fontsize=8,
+            bbox=dict(boxstyle="round", facecolor="white", alpha=0.85))
+    ax.set_xlabel("inter-arrival gap (s)")
+    ax.set_ylabel("density")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
+    return path

@@ -1,0 +1,169 @@
+"""`python -m analysis report RUN`: everything one run says, as Markdown, HTML, CSV and PNG.
+
+The report opens with the verdicts a reader needs first (did the arrivals fit the declared
+process, was the run complete), then the paper's tables and figures and more.
+"""
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .fidelity import (declared_distribution, fidelity_table, gap_figure, lateness_table, scheduled_gaps_s,
+                       sent_gaps_s, verdict)
+from .latency import batch_sizes, latency_table, locust_percentiles, run_facts
+from .runs import Run, load_run
+from .summary import latency_figure, summarise
+from .timeline import timeline, timeline_figure
+
+REPORT_DIR = "report"
+
+
+@dataclass
+class Section:
+    title: str
+    text: str = ""
+    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+    csv: dict[str, pd.DataFrame] = field(default_factory=dict)  # numeric versions of formatted tables
+
+
+def build_sections(run: Run, out: Path) -> list[Section]:
+    facts = run_facts(run)
+    dist = declared_distribution(run)
+    status = run.info.get("status", "unknown")
+    fid = fidelity_table(run)
+    headline = [verdict(run, table=fid)]
+    if run.partial:
+        headline.append(f"PARTIAL RUN: status '{status}', {facts['dropped_rows']} incomplete rows dropped; "
+                        f"{len(run.rows)} of {run.info.get('requests_planned', '?')} planned requests are analysed.")
+    failures = facts["failure_kinds"]
+    headline.append(f"{len(run.ok_rows)} of {len(run.rows)} requests succeeded"
+                    + (f"; failures by kind: {failures}." if failures else "."))
+
+    overview = pd.DataFrame({"value": {
+        "scenario": facts["scenario"], "declared process": str(dist), "pacing": facts["pacing"],
+        "users": facts["users"], "requests sent": len(run.rows), "duration (s)": round(facts["duration_s"], 1),
+        "offered rate (req/s)": facts["offered_rate_per_s"],
+        "achieved rate (req/s)": round(facts["achieved_rate_per_s"], 3),
+        "target": _target_label(run.info.get("target") or {}),
+        "git commit": (run.info.get("git") or {}).get("commit"),
+        "machine": _machine_label(run.info.get("machine") or {}),
+    }})
+
+    lat = latency_table(run)  # long and numeric: what latency.csv holds
+    locust = locust_percentiles(run)
+    late = lateness_table(run)
+    batches = batch_sizes(run)
+    tl = timeline(run)
+
+    figures = {
+        "gaps_scheduled": gap_figure(scheduled_gaps_s(run), dist, f"{run.name}: scheduled gaps vs {dist}",
+                                     out / "gaps_scheduled.png"),
+        "gaps_sent": gap_figure(sent_gaps_s(run), dist, f"{run.name}: gaps between actual sends vs {dist}",
+                                out / "gaps_sent.png"),
+        "latency": latency_figure(run, summarise(run), out / "latency.png"),
+        "timeline": timeline_figure(run, out / "timeline.png"),
+    }
+    latency_text = ("Exact percentiles over successful requests, each with a bootstrap 95% CI; service latency is "
+                    "measured from the actual send, schedule-corrected latency from the scheduled send.")
+    if locust is not None:
+        latency_text += " Locust's own percentiles are bucketed (1 ms below 100 ms, 10 ms to 1 s, 100 ms above): shown beside, labelled."
+    shown = latency_display(lat, locust)
+    return [
+        Section("Verdict", " ".join(headline)),
+        Section("Run", tables=[("overview", overview)]),
+        Section("Latency (Tables 3-4)", latency_text,
+                tables=[("latency", shown)] + ([("locust_percentiles", locust)] if locust is not None else []),
+                figures=[figures["latency"]], csv={"latency": lat}),
+        Section("Inter-arrival fidelity (Figures 1-3)",
+                "Gaps between scheduled sends (the declared process) and between actual sends, against the "
+                "theoretical distribution: KS and Anderson-Darling tests, Wasserstein distance / mean.",
+                tables=[("fidelity", fid), ("lateness", late)],
+                figures=[figures["gaps_scheduled"], figures["gaps_sent"]]),
+        Section("Batching", "Batch sizes the service reported for successful requests.",
+                tables=[("batch_sizes", batches.to_frame())]),
+        Section("Timeline (Figure 4)", "Requests, failures and latency over time, in fixed windows.",
+                tables=[("timeline", tl)], figures=[figures["timeline"]]),
+    ]
+
+
+def latency_display(lat: pd.DataFrame, locust: pd.DataFrame | None) -> pd.DataFrame:
+    """Rows p50..max; ours with CIs, side by side for both latencies, and Locust's bucketed column."""
+    columns = {}
+    for kind in ("service", "schedule-corrected"):
+        part = lat.xs(kind, level="latency")
+        columns[f"{kind} (ms)"] = part["ms"]
+        columns[f"{kind} 95% CI"] = [
+            "" if pd.isna(lo) else f"[{lo:.1f}, {hi:.1f}]" for lo, hi in zip(part["ci_low"], part["ci_high"])]
+    shown = pd.DataFrame(columns)
+    if locust is not None:
+        shown["locust (bucketed, ms)"] = locust["locust (bucketed)"].reindex(shown.index)
+    return shown
+
+
+def _target_label(target: dict) -> str:
+    if "error" in target:
+        return f"unknown ({target['error']})"
+    parts = [target.get("model"), target.get("variant"), target.get("device")]
+    label = " / ".join(str(p) for p in parts if p)
+    return label + (" (UNTRAINED: labels meaningless, cost realistic)" if target.get("untrained") else "")
+
+
+def _machine_label(machine: dict) -> str:
+    return f"{machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('memory_gib')} GiB"
+
+
+def _fmt(table: pd.DataFrame) -> pd.DataFrame:
+    return table.map(lambda v: ("n/a" if pd.isna(v) else f"{v:.4g}") if isinstance(v, float) else v)
+
+
+def to_markdown(run: Run, sections: list[Section], out: Path) -> str:
+    lines = [f"# Run report: {run.name}", ""]
+    for s in sections:
+        lines += [f"## {s.title}", ""]
+        if s.text:
+            lines += [s.text, ""]
+        for name, table in s.tables:
+            lines += [f"**{name}** ([{name}.csv]({name}.csv))", "", _fmt(table).to_markdown(), ""]
+        for fig in s.figures:
+            lines += [f"![{fig.stem}]({fig.relative_to(out)})", ""]
+    return "\n".join(lines)
+
+
+def to_html(run: Run, sections: list[Section]) -> str:
+    """Self-contained: figures embedded as data URIs, no scripts, no external resources."""
+    body = [f"<h1>Run report: {html.escape(run.name)}</h1>"]
+    for s in sections:
+        body.append(f"<h2>{html.escape(s.title)}</h2>")
+        if s.text:
+            cls = ' class="verdict"' if s.title == "Verdict" else ""
+            body.append(f"<p{cls}>{html.escape(s.text)}</p>")
+        for name, table in s.tables:
+            body.append(f"<h3>{html.escape(name)}</h3>" + _fmt(table).to_html(border=0, na_rep="n/a"))
+        for fig in s.figures:
+            data = base64.b64encode(fig.read_bytes()).decode()
+            body.append(f'<figure><img alt="{html.escape(fig.stem)}" src="data:image/png;base64,{data}"></figure>')
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:.5em 0}td,th{padding:2px 8px;text-align:right;"
+             "border-bottom:1px solid #ddd}img{max-width:100%}.verdict{font-size:1.1em;font-weight:bold}")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Run report: '
+            f"{html.escape(run.name)}</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def report(path: str | Path) -> dict[str, Path]:
+    """Write the report into RUN/report/ and return the main files."""
+    run = load_run(path)
+    out = run.path / REPORT_DIR
+    out.mkdir(exist_ok=True)
+    sections = build_sections(run, out)
+    for s in sections:
+        for name, table in s.tables:
+            s.csv.get(name, table).to_csv(out / f"{name}.csv")
+    md, page = out / "report.md", out / "report.html"
+    md.write_text(to_markdown(run, sections, out))
+    page.write_text(to_html(run, sections))
+    return {"markdown": md, "html": page, "folder": out, "verdict": sections[0].text}

@@ -1,0 +1,141 @@
+"""Throughput, failures and latency over the course of one run (the paper's Figure 4).
+
+Requests are binned by their *send* time (``sent_epoch``), in seconds since the run's first
+send. A request therefore counts, and its latency is attributed, to the window in which it
+went out, not the one in which it finished: a request sent just before an outage and stuck in
+it shows its long latency at the outage's start, and the failure and latency of one request
+always land in the same window as its send. ``requests_per_s`` is the offered rate realised in
+that window; use it beside ``failures_per_s`` to see what share of the load failed.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .runs import Run, RunError  # noqa: E402
+
+TARGET_WINDOWS = 40
+MIN_WINDOW_S = 1.0
+LATENCY_QUANTILES = {"p50": 0.50, "p95": 0.95}
+
+
+def default_window_s(span_s: float) -> float:
+    """Window width for a run whose sends span ``span_s`` seconds.
+
+    The rule: span / 40 rounded *up* to two significant figures, and at least 1 s. Rounding up
+    changes the width by under 10 %, so a run longer than 40 s gets 37-41 windows (the last
+    send opens the 41st when the span divides evenly); a shorter run gets 1 s windows, fewer of them.
+    """
+    raw_s = span_s / TARGET_WINDOWS
+    if not math.isfinite(raw_s) or raw_s <= MIN_WINDOW_S:
+        return MIN_WINDOW_S
+    step = 10.0 ** (math.floor(math.log10(raw_s)) - 1)  # two significant figures
+    return max(MIN_WINDOW_S, math.ceil(round(raw_s / step, 9)) * step)
+
+
+def _offsets_s(run: Run) -> np.ndarray:
+    sent = run.rows["sent_epoch"].to_numpy(dtype=float)
+    return sent - sent.min()
+
+
+def timeline(run: Run, window_s: float | None = None) -> pd.DataFrame:
+    """Per-window counts, rates and service-latency percentiles, binned by send time.
+
+    Index ``window_start_s``: window start in seconds since the first send; every window from
+    the first send to the last is present, also empty ones (count 0). Columns: ``count``,
+    ``failures``, ``requests_per_s`` and ``failures_per_s`` (over the full window width, so the
+    last, partly covered window reads low), ``p50_ms`` and ``p95_ms`` (exact, numpy's linear
+    interpolation) of the service latency of successful requests sent in the window: NaN where
+    the window has none, never 0. Default ``window_s``: see ``default_window_s``.
+    """
+    offsets_s = _offsets_s(run)
+    if window_s is None:
+        window_s = default_window_s(float(offsets_s.max()))
+    elif not (isinstance(window_s, (int, float)) and math.isfinite(window_s) and window_s > 0):
+        raise ValueError(f"window_s must be a finite number of seconds > 0 (got {window_s!r})")
+    window_s = float(window_s)
+    index = np.floor(offsets_s / window_s).astype(int)
+    frame = pd.DataFrame({"window": index, "failed": (run.rows["ok"].to_numpy() != 1).astype(int),
+                          "ok_latency_ms": run.rows["latency_ms"].to_numpy(dtype=float)})
+    frame.loc[frame["failed"] == 1, "ok_latency_ms"] = np.nan  # latency of successful requests only
+    grouped = frame.groupby("window")
+    table = pd.DataFrame({"count": grouped.size(), "failures": grouped["failed"].sum()})
+    for name, q in LATENCY_QUANTILES.items():
+        table[f"{name}_ms"] = grouped["ok_latency_ms"].quantile(q)  # NaNs skipped; all-NaN gives NaN
+    table = table.reindex(range(int(index.max()) + 1))
+    table[["count", "failures"]] = table[["count", "failures"]].fillna(0).astype(int)
+    table["requests_per_s"] = table["count"] / window_s
+    table["failures_per_s"] = table["failures"] / window_s
+    table.index = pd.Index(np.round(table.index.to_numpy() * window_s, 9), name="window_start_s")
+    table = table[["requests_per_s", "failures_per_s", "p50_ms", "p95_ms", "count", "failures"]]
+    table.attrs["window_s"] = window_s  # the width, for plotting and reports
+    return table
+
+
+def events(run: Run) -> pd.DataFrame:
+    """run.json's optional ``events`` ([{"epoch", "label"}]) as ``offset_s`` since the first send.
+
+    Absent: an empty table. Malformed: a RunError naming run.json.
+    """
+    raw = run.info.get("events")
+    if raw is None:
+        return pd.DataFrame({"offset_s": pd.Series(dtype=float), "label": pd.Series(dtype=str)})
+    info_path = run.path / "run.json"
+    if not isinstance(raw, list):
+        raise RunError(f"{info_path}: 'events' must be a list of {{\"epoch\": seconds, \"label\": text}}")
+    first_sent = float(run.rows["sent_epoch"].min())
+    records = []
+    for i, event in enumerate(raw):
+        try:
+            epoch = float(event["epoch"])
+            label = str(event["label"])
+        except (TypeError, KeyError, ValueError):
+            raise RunError(f"{info_path}: events[{i}] must have a numeric 'epoch' and a 'label' "
+                           f"(got {event!r})") from None
+        if not math.isfinite(epoch):
+            raise RunError(f"{info_path}: events[{i}] has a non-finite epoch {event['epoch']!r}")
+        records.append({"offset_s": epoch - first_sent, "label": label})
+    return pd.DataFrame(records, columns=["offset_s", "label"]).sort_values("offset_s", kind="stable",
+                                                                             ignore_index=True)
+
+
+def timeline_figure(run: Run, path: str | Path, window_s: float | None = None) -> Path:
+    """Two panels sharing x: requests/s and failures/s; p50 and p95 service latency; event markers."""
+    path = Path(path)
+    table = timeline(run, window_s)
+    marks = events(run)
+    x_s = table.index.to_numpy()
+    width_s = table.attrs["window_s"]
+
+    fig, (ax_rate, ax_lat) = plt.subplots(2, 1, sharex=True, figsize=(9, 5.5))
+    edges_s = np.append(x_s, x_s[-1] + width_s)  # repeat the last value so the last window is drawn whole
+    for column, color, label in (("requests_per_s", "#4C72B0", "requests/s"), ("failures_per_s", "#C44E52", "failures/s")):
+        values = table[column].to_numpy()
+        ax_rate.step(edges_s, np.append(values, values[-1]), where="post", color=color, label=label)
+    ax_rate.set_ylabel("per second")
+    ax_rate.legend(fontsize=8, loc="upper left")
+    ax_lat.plot(x_s + width_s / 2, table["p50_ms"], marker=".", color="#4C72B0", label="p50")
+    ax_lat.plot(x_s + width_s / 2, table["p95_ms"], marker=".", color="#DD8452", label="p95")
+    ax_lat.set_ylabel("service latency (ms)")
+    ax_lat.set_xlabel(f"time since first send (s), {width_s:g} s windows by send time")
+    ax_lat.legend(fontsize=8, loc="upper left")
+    for offset_s, label in zip(marks["offset_s"], marks["label"]):
+        for ax in (ax_rate, ax_lat):
+            ax.axvline(offset_s, color="black", linestyle=":", linewidth=1)
+        ax_rate.annotate(label, xy=(offset_s, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -2),
+                         textcoords="offset points", rotation=90, ha="left", va="top", fontsize=7)
+    dist = run.info.get("distribution") or {}
+    ax_rate.set_title(f"{run.name}\n{dist.get('label')}, pacing {run.info.get('pacing')}", fontsize=9)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
+    return path
