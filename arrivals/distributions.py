@@ -25,6 +25,11 @@ def _check_positive(name: str, value: float) -> float:
     return value
 
 
+def _seconds(value: float) -> str:
+    """2.00s, 0.05s, 0.012s: two decimals, or three significant digits below 0.1 s."""
+    return f"{value:.2f}s" if value >= 0.1 else f"{value:.3g}s"
+
+
 class _RenewalDistribution:
     """Behaviour shared by the distributions; each defines ``mean``, ``shape`` and ``scipy_dist``."""
 
@@ -93,7 +98,7 @@ class Exponential(_RenewalDistribution):
         return stats.expon(scale=self.mean)
 
     def __str__(self) -> str:
-        return f"exponential(mean={self.mean:.2f}s, cv=1.00)"
+        return f"exponential(mean={_seconds(self.mean)}, cv=1.00)"
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,7 @@ class Gamma(_RenewalDistribution):
         return stats.gamma(a=self.shape, scale=self.scale)
 
     def __str__(self) -> str:
-        return f"gamma(a={self.shape:g}, mean={self.mean:.2f}s, cv={self.cv:.2f})"
+        return f"gamma(a={self.shape:g}, mean={_seconds(self.mean)}, cv={self.cv:.2f})"
 
 
 ArrivalDistribution = Exponential | Gamma
