@@ -14,11 +14,15 @@ MEAN ?=
 VARIANT ?=
 BATCHING ?=
 RUN ?=
+MODEL ?= build/models/untrained-roberta-base
+VARIANTS ?= torch-fp32,torch-fp16,onnx-fp32,onnx-opt,onnx-fp16
+BATCH_SIZES ?= 1,2,4,8,16,32
+SCENARIO ?= steady
 
 SCENARIO_FLAGS = --requests $(REQUESTS) --seed $(SEED) --pacing $(PACING) --users $(USERS) --port $(PORT) \
 	$(if $(MEAN),--mean $(MEAN)) $(if $(VARIANT),--variant $(VARIANT)) $(if $(BATCHING),--batching $(BATCHING))
 
-.PHONY: install model serve test browser scenario-steady scenario-moderate scenario-extreme summary report compare paper-gaps clean
+.PHONY: install model bench-model compare-variants serve test browser scenario-steady scenario-moderate scenario-extreme summary report compare paper-gaps clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +38,20 @@ model: install
 
 serve: model
 	$(PY) -m service serve --port $(PORT) $(if $(VARIANT),--variant $(VARIANT)) $(if $(BATCHING),--batching $(BATCHING))
+
+# The paper's Tables 1-2: every variant, interleaved, across batch sizes.
+bench-model: model
+	$(PY) -m service.models export --model $(MODEL) --variants $(VARIANTS)
+	$(PY) -m service.bench --model $(MODEL) --variants $(VARIANTS) --batch-sizes $(BATCH_SIZES)
+
+# The paper's Tables 3-4 for variants: one scenario against each variant and batching on/off, compared.
+compare-variants: model
+	@set -e; before=$$(ls -d results/2*/ 2>/dev/null | wc -l); \
+	for v in $$(echo $(VARIANTS) | tr , ' '); do \
+	  $(PY) -m locustfiles scenario $(SCENARIO) $(SCENARIO_FLAGS) --variant $$v --batching on; done; \
+	$(PY) -m locustfiles scenario $(SCENARIO) $(SCENARIO_FLAGS) --variant onnx-fp32 --batching off; \
+	runs=$$(ls -d results/2*/ | tail -n +$$((before + 1))); \
+	$(PY) -m analysis compare $$runs
 
 scenario-steady scenario-moderate scenario-extreme: scenario-%: install
 	$(PY) -m locustfiles scenario $* $(SCENARIO_FLAGS)

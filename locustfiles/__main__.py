@@ -123,7 +123,8 @@ def run_scenario(args) -> int:
     py = sys.executable
     model = args.model
     if model is None:
-        subprocess.run([py, "-m", "service", "build-model", "--out", str(DEFAULT_MODEL)], cwd=REPO_ROOT, check=True)
+        subprocess.run([py, "-m", "service", "build-model", "--out", str(DEFAULT_MODEL),
+                        "--variants", args.variant or "onnx-fp32"], cwd=REPO_ROOT, check=True)
         model = DEFAULT_MODEL
     url = f"http://127.0.0.1:{int(args.port)}"
     serve_cmd = [py, "-m", "service", "serve", "--port", str(int(args.port)), "--model", str(model)]

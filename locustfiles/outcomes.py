@@ -5,6 +5,8 @@ timeout and a refused connection are different failures with different fixes.
 """
 from __future__ import annotations
 
+import json
+
 FAILURE_KINDS = ("connection_refused", "timeout", "http_429", "http_503", "http_504", "other", "interrupted")
 
 
@@ -29,3 +31,44 @@ def classify(status: int, error: BaseException | None, body: dict | None) -> tup
 
 def _body_text(body) -> str:
     return str(body)[:300] if body is not None else ""
+
+
+def field_at(body, path: tuple[str, ...]):
+    """The value at a dotted path such as ``choices.0.text`` (keys, or list indices), or raise KeyError."""
+    value = body
+    for part in path:
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.lstrip("-").isdigit() and -len(value) <= int(part) < len(value):
+            value = value[int(part)]
+        else:
+            raise KeyError(part)
+    return value
+
+
+def check_response(status: int, error: BaseException | None, body_text: str, expect_status: int | None,
+                   expect_field: tuple[str, ...]) -> tuple[bool, str, str]:
+    """(ok, failure kind or "", failure text or "") for a response from any service.
+
+    ``expect_status`` None accepts any 2xx. ``expect_field`` (a dotted path, split) must be present in the
+    JSON body, so that a 200 carrying an error body counts as a failure.
+    """
+    if error is not None:
+        return classify(status, error, None)
+    status_ok = status == expect_status if expect_status is not None else 200 <= status < 300
+    if not status_ok:
+        if status in (429, 503, 504):
+            return False, f"http_{status}", body_text[:300]
+        wanted = expect_status if expect_status is not None else "2xx"
+        return False, "other", f"HTTP {status} (expected {wanted}): {body_text}"[:300]
+    if expect_field:
+        dotted = ".".join(expect_field)
+        try:
+            body = json.loads(body_text)
+        except ValueError:
+            return False, "other", f"HTTP {status} but the body is not JSON (--expect-field {dotted}): {body_text}"[:300]
+        try:
+            field_at(body, expect_field)
+        except KeyError:
+            return False, "other", f"HTTP {status} without field {dotted!r} (--expect-field): {body_text}"[:300]
+    return True, "", ""

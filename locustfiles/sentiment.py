@@ -5,318 +5,45 @@
 Adds burstbench's flags to Locust's parser (see ``--help``), paces requests by an arrival
 process, stops by itself after ``--requests`` requests, and writes one folder per run
 under ``--results-dir``: requests.csv (one row per request), run.json, and Locust's own
-CSV and HTML outputs.
+CSV and HTML outputs. The machinery is in ``core``; this file says how to talk to the
+bundled service. For any other service, see ``http.py``.
 """
 import locust  # noqa: F401  (first: gevent's monkey-patching must precede other imports)
-from locust import HttpUser, events, task
-from locust.exception import StopUser
-from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
 
-import json
-import os
-import signal
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
-
-import gevent
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # plain `locust -f` from a checkout
 
-from arrivals import ArrivalSchedule, SlotDispenser, arrival_pacing, make_distribution, scenario, think_time  # noqa: E402
-from arrivals.schedule import check_requests, check_seed  # noqa: E402
+from locustfiles.core import PacedUser, install  # noqa: E402
 from locustfiles.outcomes import classify  # noqa: E402
-from locustfiles.progress import progress_line  # noqa: E402
-from locustfiles.recording import RowRecorder, make_run_dir  # noqa: E402
-from locustfiles.run_info import git_commit, machine, package_versions  # noqa: E402
-from locustfiles.texts import PAPER_SUBSET, load_texts  # noqa: E402
 
 ROUTE = "/analyze-sentiment"
-PACINGS = ("arrival", "think")
 
 
-@events.init_command_line_parser.add_listener
-def add_arguments(parser):
-    g = parser.add_argument_group("burstbench", "arrival process, pacing and results")
-    g.add_argument("--scenario", default="steady",
-                   help="steady (exponential), moderate (gamma 1.2) or extreme (gamma 0.8); default steady")
-    g.add_argument("--arrival", default=None, help="exponential or gamma: overrides the scenario's process")
-    g.add_argument("--shape", type=str, default=None, help="gamma shape (> 0); < 1 is burstier than Poisson")
-    g.add_argument("--mean", type=str, default=None, help="mean gap between requests in seconds (> 0); default 2")
-    g.add_argument("--pacing", default="arrival",
-                   help="arrival (default: a schedule fixed ahead) or think (the paper's closed loop)")
-    g.add_argument("--requests", type=str, default="1000", help="requests to send, then stop (>= 1)")
-    g.add_argument("--seed", type=str, default="0", help="seed of the schedule and the texts (integer >= 0)")
-    g.add_argument("--dataset", default="bundled", help="bundled, hub, or a CSV file with a 'text' column")
-    g.add_argument("--subset", type=str, default=str(PAPER_SUBSET), help="size of the seeded text subset")
-    g.add_argument("--results-dir", default="results", help="where the run folder is created")
-    g.add_argument("--run-name", default=None, help="suffix of the run folder (default: the scenario)")
-    g.add_argument("--request-timeout", type=str, default="30", help="seconds before a request counts as timed out")
-    g.add_argument("--progress-every", type=str, default="10", help="seconds between progress lines (> 0)")
+class SentimentTarget:
+    """``POST /analyze-sentiment {"text": ...}``; the answer says its label and the batch it was computed in."""
 
+    endpoint = ROUTE
+    batch_size = 1
 
-def _number(flag, raw, convert, accepted, check):
-    try:
-        value = convert(raw)
-    except (TypeError, ValueError):
-        raise ValueError(f"{flag} must be {accepted} (got {raw!r})") from None
-    if not check(value):
-        raise ValueError(f"{flag} must be {accepted} (got {raw!r})")
-    return value
+    def request(self, user, texts, timeout_s):
+        return user.client.post(ROUTE, json={"text": texts[0]}, catch_response=True, timeout=timeout_s, name=ROUTE)
 
+    def judge(self, resp):
+        body = _json_or_none(resp)
+        ok, kind, failure = classify(resp.status_code, getattr(resp, "error", None), body)
+        fields = {}
+        if ok:
+            fields = {"batch_size": body.get("batch_size", ""), "tokens": body.get("tokens", ""),
+                      "truncated": int(bool(body.get("truncated"))), "label": body.get("label", "")}
+        return ok, kind, failure, fields
 
-@dataclass(frozen=True)
-class RunPlan:
-    """Validated flags: built before any traffic, so a bad value stops the run with one clear line."""
+    def describe(self) -> dict:
+        return {"method": "POST", "path": ROUTE, "preset": "bundled-sentiment", "payload_template": '{"text": "{text}"}',
+                "batch_size": 1, "headers": [], "expect_status": 200, "expect_field": "label"}
 
-    name: str
-    distribution: object
-    pacing: str
-    requests: int
-    seed: int
-    dataset: str
-    subset: int
-    results_dir: Path
-    request_timeout_s: float
-    progress_every_s: float
-
-    @classmethod
-    def from_options(cls, o) -> "RunPlan":
-        mean = None if o.mean is None else _number("--mean", o.mean, float, "a number > 0", lambda v: 0 < v < float("inf"))
-        shape = None if o.shape is None else _number("--shape", o.shape, float, "a number > 0", lambda v: 0 < v < float("inf"))
-        if o.arrival is None:
-            if shape is not None:
-                raise ValueError("--shape needs --arrival gamma (the scenarios fix their own shape)")
-            dist, name = scenario(o.scenario, mean), o.scenario
-        else:
-            dist = make_distribution(o.arrival, 2.0 if mean is None else mean, shape)
-            name = f"{dist.kind}" + (f"-a{dist.shape:g}" if dist.kind == "gamma" else "")
-        if o.pacing not in PACINGS:
-            raise ValueError(f"--pacing must be one of {', '.join(PACINGS)} (got {o.pacing!r})")
-        for flag in ("master", "worker", "processes"):
-            if getattr(o, flag, None) not in (None, False, 0, 1):
-                raise ValueError(f"--{flag}: distributed runs are not supported yet by this locustfile; "
-                                 "run one load process (independent processes would each draw a schedule "
-                                 "and their superposition loses the burstiness)")
-        return cls(
-            name=o.run_name or name,
-            distribution=dist,
-            pacing=o.pacing,
-            requests=_number("--requests", o.requests, int, "an integer >= 1", lambda v: check_requests(v) > 0),
-            seed=_number("--seed", o.seed, int, "an integer >= 0", lambda v: check_seed(v) >= 0),
-            dataset=o.dataset,
-            subset=_number("--subset", o.subset, int, "an integer >= 1", lambda v: v >= 1),
-            results_dir=Path(o.results_dir),
-            request_timeout_s=_number("--request-timeout", o.request_timeout, float, "a number of seconds in (0, 3600]",
-                                      lambda v: 0 < v <= 3600),
-            progress_every_s=_number("--progress-every", o.progress_every, float, "a number of seconds > 0",
-                                     lambda v: 0 < v < float("inf")),
-        )
-
-
-class Run:
-    """Everything one test run owns: plan, schedule, texts, rows, Locust outputs, run.json."""
-
-    def __init__(self, environment, plan: RunPlan):
-        self.environment = environment
-        self.plan = plan
-        opts = environment.parsed_options
-        self.texts = load_texts(plan.dataset, plan.seed, plan.subset)
-        self.dispenser = None
-        if plan.pacing == "arrival":
-            self.schedule = ArrivalSchedule.draw(plan.distribution, plan.requests, plan.seed)
-            self.dispenser = SlotDispenser(self.schedule)
-            self.wait_time = arrival_pacing(self.dispenser)
-        else:
-            self.schedule = None
-            self.wait_time = think_time(plan.distribution, plan.seed)
-        self.next_think_index = 0
-        self.run_dir = make_run_dir(plan.results_dir, plan.name)
-        self.rows = RowRecorder(self.run_dir)
-        self.latencies_ms: list[float] = []
-        self.started_epoch: float | None = None
-        self.quit_requested = False
-        self.interrupted = False
-        self.progress_greenlet = None
-
-        # Locust's own outputs go into the run folder unless the user chose elsewhere.
-        self.csv_writer = None
-        self.csv_greenlet = None
-        if not opts.csv_prefix:
-            self.csv_writer = StatsCSVFileWriter(environment, PERCENTILES_TO_REPORT, str(self.run_dir / "locust"),
-                                                 opts.stats_history_enabled)
-            self.csv_greenlet = gevent.spawn(self.csv_writer.stats_writer)
-        if not opts.html_file:
-            opts.html_file = str(self.run_dir / "locust.html")
-        self.target = self._target_info(environment.host or SentimentUser.host)
-        self.write_run_json(status="running")
-
-    # -- sending ------------------------------------------------------------------------
-    def send(self, user) -> None:
-        if self.plan.pacing == "arrival":
-            slot = user.arrival_slot
-            if slot is None:
-                raise StopUser()
-            index, scheduled = slot.index, slot.due_epoch
-            think_s = ""
-        else:
-            if self.next_think_index >= self.plan.requests:
-                raise StopUser()
-            index = self.next_think_index
-            self.next_think_index += 1
-            scheduled, think_s = time.time(), round(getattr(user, "last_think_s", 0.0), 6)
-        text_index, text = self.texts.for_request(index)
-        row = {"request_index": index, "user": id(user) % 100_000, "scheduled_epoch": f"{scheduled:.6f}",
-               "text_index": text_index, "text_chars": len(text), "think_s": think_s,
-               "batch_size": "", "tokens": "", "truncated": "", "label": "", "status": 0}
-        sent = time.time()
-        t0 = time.perf_counter()
-        self.rows.mark_started(sent)
-        row.update(sent_epoch=f"{sent:.6f}", lateness_ms=round((sent - scheduled) * 1000, 3))
-        try:
-            with user.client.post(ROUTE, json={"text": text}, catch_response=True,
-                                  timeout=self.plan.request_timeout_s, name=ROUTE) as resp:
-                done = time.perf_counter()
-                body = _json_or_none(resp)
-                ok, kind, failure = classify(resp.status_code, getattr(resp, "error", None), body)
-                if ok:
-                    resp.success()
-                    row.update(batch_size=body.get("batch_size", ""), tokens=body.get("tokens", ""),
-                               truncated=int(bool(body.get("truncated"))), label=body.get("label", ""))
-                else:
-                    resp.failure(f"{kind}: {failure}")
-                row.update(status=resp.status_code or 0, ok=int(ok), failure_kind=kind, failure_text=failure)
-        except BaseException as err:  # killed mid-request (Ctrl-C, shutdown): still one row per request sent
-            done = time.perf_counter()
-            row.update(ok=0, failure_kind="interrupted", failure_text=f"{type(err).__name__}: {err}"[:300])
-            self._record(row, t0, done, scheduled, sent)
-            raise
-        self._record(row, t0, done, scheduled, sent)
-        if self.rows.rows >= self.plan.requests and not self.quit_requested:
-            self.quit_requested = True
-            gevent.spawn(self.environment.runner.quit)
-
-    def _record(self, row, t0, done, scheduled, sent):
-        latency_ms = (done - t0) * 1000
-        row.update(latency_ms=round(latency_ms, 3),
-                   corrected_latency_ms=round(latency_ms + (sent - scheduled) * 1000, 3))
-        self.rows.record(row)
-        if row["ok"]:
-            self.latencies_ms.append(latency_ms)
-
-    # -- progress and bookkeeping -------------------------------------------------------
-    def interrupt(self):
-        """Ctrl-C: stop sending, keep every row. A second Ctrl-C leaves at once (rows are line-buffered)."""
-        if self.interrupted:
-            os._exit(130)
-        self.interrupted = True
-        print("[burstbench] interrupted: stopping; what was measured is kept (Ctrl-C again to leave now)",
-              file=sys.stderr, flush=True)
-        self.environment.process_exit_code = 130
-        gevent.spawn(self.environment.runner.quit)
-
-    def on_test_start(self):
-        self.started_epoch = time.time()
-        if self.dispenser is not None:
-            self.dispenser.start(self.started_epoch)
-        self.progress_greenlet = gevent.spawn(self._progress_loop)
-
-    def _progress_loop(self):
-        while True:
-            gevent.sleep(self.plan.progress_every_s)
-            print(self.progress(), file=sys.stderr, flush=True)
-
-    def progress(self) -> str:
-        now = time.time()
-        elapsed = now - (self.started_epoch or now)
-        done, total = self.rows.rows, self.plan.requests
-        if self.dispenser is not None and self.dispenser.start_epoch is not None:
-            eta = max(0.0, self.dispenser.due_epoch(self.dispenser.total - 1) - now)
-        else:
-            eta = (total - done) * elapsed / done if done else None
-        return progress_line(done, total, self.rows.ok, self.rows.failed, elapsed, eta)
-
-    def finish(self):
-        if self.progress_greenlet is not None:
-            self.progress_greenlet.kill(block=False)
-        self.rows.close()
-        if self.csv_writer is not None:
-            self.csv_greenlet.kill(block=True)
-            self._final_locust_csv()
-        counts = self.rows.counts()
-        complete = counts["rows"] == self.plan.requests
-        self.write_run_json(status="complete" if complete else "interrupted")
-        print(self.progress(), file=sys.stderr)
-        print(f"[burstbench] {self.summary_line()}", file=sys.stderr)
-        print(f"[burstbench] results: {self.run_dir}", file=sys.stderr, flush=True)
-
-    def summary_line(self) -> str:
-        c = self.rows.counts()
-        line = f"sent {c['sent']}, ok {c['ok']}, failed {c['failed']} {c['failure_kinds'] or ''}".rstrip()
-        if self.latencies_ms:
-            p50, p95, p99 = np.percentile(self.latencies_ms, [50, 95, 99])
-            line += f"; service latency p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms (exact, ok requests)"
-        return line
-
-    def _final_locust_csv(self):
-        """Locust rewrites its CSVs every 2 s; write the final state so they match the rows."""
-        w = self.csv_writer
-        for handle, writer, write in (
-            (w.requests_csv_filehandle, w.requests_csv_writer, w.requests_csv),
-            (w.failures_csv_filehandle, w.failures_csv_writer, w.failures_csv),
-            (w.exceptions_csv_filehandle, w.exceptions_csv_writer, w.exceptions_csv),
-        ):
-            handle.seek(0)
-            handle.truncate()
-            write(writer)
-        w.close_files()
-
-    def write_run_json(self, status: str):
-        total = self.environment.stats.total
-        counts = self.rows.counts()
-        interrupted = counts["failure_kinds"].get("interrupted", 0)
-        info = {
-            "status": status,
-            "run_dir": str(self.run_dir),
-            "argv": sys.argv,
-            "scenario": self.plan.name,
-            "distribution": self.plan.distribution.describe(),
-            "pacing": self.plan.pacing,
-            "users": self.environment.parsed_options.num_users,
-            "spawn_rate": self.environment.parsed_options.spawn_rate,
-            "requests_planned": self.plan.requests,
-            "seed": self.plan.seed,
-            "host": self.environment.host,
-            "endpoint": ROUTE,
-            "request_timeout_s": self.plan.request_timeout_s,
-            "texts": {**self.texts.describe(), "dataset_flag": self.plan.dataset},
-            "schedule": None if self.schedule is None else {
-                "duration_s": self.schedule.duration_s,
-                "start_epoch": self.dispenser.start_epoch,
-            },
-            "started_epoch": self.started_epoch,
-            "finished_epoch": time.time() if status != "running" else None,
-            "counts": {
-                **counts,
-                "not_sent": self.plan.requests - counts["sent"],
-                "locust_requests": total.num_requests,
-                "locust_failures": total.num_failures,
-                # Locust never records a request killed mid-flight; our rows do, as "interrupted".
-                "consistent": counts["rows"] == counts["sent"] == counts["ok"] + counts["failed"]
-                and total.num_requests == counts["rows"] - interrupted,
-            },
-            "target": self.target,
-            "versions": package_versions(),
-            "git": git_commit(),
-            "machine": machine(),
-            "files": {"rows": "requests.csv", "locust_csv_prefix": "locust", "locust_html": "locust.html"},
-        }
-        (self.run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
-
-    @staticmethod
-    def _target_info(host: str) -> dict:
+    def target_info(self, host: str) -> dict:
         """What the service says it serves (variant, model); recorded, never required."""
         import requests
 
@@ -326,6 +53,9 @@ class Run:
         except Exception as err:  # a foreign service, or not up yet: note it and carry on
             return {"error": f"{type(err).__name__}: {err}"[:300]}
 
+    def scrub(self, text: str) -> str:
+        return text  # this target sends no secret
+
 
 def _json_or_none(resp):
     try:
@@ -334,48 +64,9 @@ def _json_or_none(resp):
         return None
 
 
-RUN: Run | None = None
-
-
-class SentimentUser(HttpUser):
+class SentimentUser(PacedUser):
     host = "http://127.0.0.1:3000"
 
-    def wait_time(self):  # replaced by the run's pacing at init
-        return 0.0
 
-    def on_start(self):
-        self.wait()  # claim the first slot (arrival) or sleep the first think time
-
-    @task
-    def analyze_sentiment(self):
-        RUN.send(self)
-
-
-@events.init.add_listener
-def on_init(environment, **_kwargs):
-    global RUN
-    if environment.parsed_options is None:  # imported as a library, not run by the locust CLI
-        return
-    try:
-        plan = RunPlan.from_options(environment.parsed_options)
-        RUN = Run(environment, plan)
-    except ValueError as err:
-        sys.exit(f"burstbench: {err}")
-    SentimentUser.wait_time = RUN.wait_time
-    # Locust turns Ctrl-C into a KeyboardInterrupt in whichever greenlet runs, and some of its
-    # greenlets swallow it; a signal handler stops the run the same way every time.
-    gevent.signal_handler(signal.SIGINT, RUN.interrupt)
-    print(f"[burstbench] {plan.name}: {plan.distribution}, pacing {plan.pacing}, {plan.requests} requests, "
-          f"seed {plan.seed}, texts {RUN.texts.source} -> {RUN.run_dir}", file=sys.stderr, flush=True)
-
-
-@events.test_start.add_listener
-def on_test_start(**_kwargs):
-    if RUN is not None:
-        RUN.on_test_start()
-
-
-@events.quit.add_listener
-def on_quit(**_kwargs):
-    if RUN is not None:
-        RUN.finish()
+install(SentimentUser, build_target=lambda _options: SentimentTarget(),
+        dataset_help="bundled, hub, or a CSV file with a 'text' column (also JSONL, Parquet, hub:<name>[:split])")

@@ -1,6 +1,6 @@
 """``python -m service``: build the default model, prepare a checkpoint, or serve.
 
-    python -m service build-model [--size base|tiny] [--out DIR]
+    python -m service build-model [--size base|tiny] [--out DIR]      # and export every variant
     python -m service build-model --from CHECKPOINT_DIR_OR_HUB_ID --out DIR
     python -m service serve [--port 3000] [--model DIR] [--variant onnx-fp32] [--batching on|off]
 """
@@ -12,7 +12,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from .inference import VARIANTS
+from .inference import resolve_device
+from .models import VARIANTS, ExportError, export_variants, find_variant
 from .settings import ServiceSettings
 from .model_builder import DEFAULT_MODEL_DIR, DEFAULT_SEED, REPO_ROOT, SHAPES, build_default_model, prepare_checkpoint
 
@@ -29,6 +30,7 @@ def main(argv=None) -> int:
     b.add_argument("--seed", type=int, default=DEFAULT_SEED)
     b.add_argument("--max-length", type=int, default=128, help="tokens per text, in [8, 512]")
     b.add_argument("--force", action="store_true", help="rebuild even when an identical build exists")
+    b.add_argument("--variants", default=",".join(VARIANTS), help="variants to export (default: all)")
 
     s = sub.add_parser("serve", help="serve the model in the foreground (bentoml serve)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
@@ -36,6 +38,7 @@ def main(argv=None) -> int:
     s.add_argument("--model", type=Path, default=None, help="model folder (default: the built default model)")
     s.add_argument("--variant", choices=VARIANTS, default=None)
     s.add_argument("--batching", choices=("on", "off"), default=None, help="BentoML adaptive batching")
+    s.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default auto: CUDA when present")
     s.add_argument("--max-batch-size", type=int, default=None)
     s.add_argument("--max-latency-ms", type=int, default=None)
 
@@ -46,10 +49,13 @@ def main(argv=None) -> int:
             if args.source:
                 if args.out is None:
                     parser.error("--from needs --out DIR")
-                prepare_checkpoint(args.source, args.out, args.max_length, args.force)
+                model_dir = prepare_checkpoint(args.source, args.out, args.force)
             else:
-                build_default_model(args.out or DEFAULT_MODEL_DIR, args.size, args.seed, args.max_length, force=args.force)
-        except ValueError as err:
+                model_dir = build_default_model(args.out or DEFAULT_MODEL_DIR, args.size, args.seed, args.max_length,
+                                                force=args.force)
+            export_variants(model_dir, variants=[v.strip() for v in args.variants.split(",") if v.strip()],
+                            max_length=args.max_length)
+        except (ValueError, ExportError) as err:
             print(f"python -m service build-model: {err}", file=sys.stderr)
             return 2
         return 0
@@ -58,6 +64,7 @@ def main(argv=None) -> int:
         parser.error(f"--port must be in [1, 65535] (got {args.port})")
     env = dict(os.environ)
     for name, value in (("MODEL", args.model), ("VARIANT", args.variant), ("BATCHING", args.batching),
+                        ("DEVICE", args.device),
                         ("MAX_BATCH_SIZE", args.max_batch_size), ("MAX_LATENCY_MS", args.max_latency_ms)):
         if value is not None:
             env[f"BURSTBENCH_{name}"] = str(Path(value).resolve()) if name == "MODEL" else str(value)
@@ -70,6 +77,12 @@ def main(argv=None) -> int:
     if not (model_dir / "config.json").exists():
         print(f"python -m service serve: no model in {model_dir}; run 'python -m service build-model' first",
               file=sys.stderr)
+        return 2
+    try:  # say why a variant cannot run here before BentoML starts (it respawns failing workers forever)
+        find_variant(model_dir, settings.variant, settings.variants_dir)
+        resolve_device(settings.device)
+    except (FileNotFoundError, RuntimeError, ValueError) as err:
+        print(f"python -m service serve: {err}", file=sys.stderr)
         return 2
     env.setdefault("BENTOML_DO_NOT_TRACK", "True")
     cmd = [sys.executable, "-m", "bentoml", "serve", "service.service:Sentiment",

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .model_builder import ONNX_FILE
-
-VARIANTS = ("onnx-fp32", "torch-fp32")
+from .models import DEFAULT_VARIANTS_DIR, ONNX_FILE, VARIANTS, find_variant
 
 
 @dataclass(frozen=True)
@@ -32,10 +30,13 @@ def default_threads(workers: int = 1) -> int:
 class Classifier:
     """Tokenise with truncation, run the model, turn logits into labels."""
 
-    def __init__(self, model_dir: Path, variant: str, max_length: int, device: str):
+    def __init__(self, model_dir: Path, variant: str, max_length: int, device: str, artefact: Path):
         from transformers import AutoConfig, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # a loading bar per worker start is noise in logs
         self.model_dir = Path(model_dir)
+        self.artefact = Path(artefact)
         self.variant = variant
         self.max_length = max_length
         self.device = device
@@ -46,11 +47,22 @@ class Classifier:
         if max_length > limit:
             raise ValueError(f"max length must be <= {limit} for this model (got {max_length})")
 
-    def predict(self, texts: list[str]) -> list[Prediction]:
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+    def _encode(self, texts: list[str]):
+        return self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+
+    def _probabilities(self, enc) -> np.ndarray:
+        from scipy.special import softmax
+
         logits = self._logits(enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64))
-        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs /= probs.sum(axis=1, keepdims=True)
+        return softmax(logits.astype(np.float64), axis=1)
+
+    def probabilities(self, texts: list[str]) -> np.ndarray:
+        """Class probabilities, one row per text (tokenising included, as when serving)."""
+        return self._probabilities(self._encode(texts))
+
+    def predict(self, texts: list[str]) -> list[Prediction]:
+        enc = self._encode(texts)
+        probs = self._probabilities(enc)
         best = probs.argmax(axis=1)
         tokens = enc["attention_mask"].sum(axis=1)
         return [
@@ -68,14 +80,15 @@ class Classifier:
 
 
 class TorchClassifier(Classifier):
-    def __init__(self, model_dir, variant, max_length, device, threads):
+    def __init__(self, model_dir, variant, max_length, device, threads, artefact):
         import torch
         from transformers import AutoModelForSequenceClassification
 
-        super().__init__(model_dir, variant, max_length, device)
+        super().__init__(model_dir, variant, max_length, device, artefact)
         torch.set_num_threads(threads)
         self.torch = torch
-        self.model = AutoModelForSequenceClassification.from_pretrained(self.model_dir).to(device).eval()
+        dtype = torch.float16 if variant == "torch-fp16" else torch.float32
+        self.model = AutoModelForSequenceClassification.from_pretrained(self.artefact, dtype=dtype).to(device).eval()
 
     def _logits(self, input_ids, attention_mask):
         torch = self.torch
@@ -88,13 +101,11 @@ class TorchClassifier(Classifier):
 
 
 class OnnxClassifier(Classifier):
-    def __init__(self, model_dir, variant, max_length, device, threads):
+    def __init__(self, model_dir, variant, max_length, device, threads, artefact):
         import onnxruntime as ort
 
-        super().__init__(model_dir, variant, max_length, device)
-        path = self.model_dir / ONNX_FILE
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: build the model with 'python -m service build-model'")
+        super().__init__(model_dir, variant, max_length, device, artefact)
+        path = self.artefact / ONNX_FILE
         wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
         if device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
             raise RuntimeError(
@@ -128,13 +139,13 @@ def resolve_device(requested: str) -> str:
 
 
 def load_classifier(model_dir: Path, variant: str, max_length: int, device: str = "auto",
-                    threads: int | None = None) -> Classifier:
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {', '.join(VARIANTS)} (got {variant!r})")
+                    threads: int | None = None, variants_root: Path = DEFAULT_VARIANTS_DIR) -> Classifier:
+    """The variant's classifier; raises with the reason (and the fix) when it cannot run here."""
     if not (Path(model_dir) / "config.json").exists():
         raise FileNotFoundError(
             f"no model in {model_dir}: build the default one with 'python -m service build-model' "
             "or point BURSTBENCH_MODEL at a Hugging Face checkpoint directory"
         )
+    artefact = find_variant(model_dir, variant, variants_root)
     cls = OnnxClassifier if variant.startswith("onnx") else TorchClassifier
-    return cls(model_dir, variant, max_length, resolve_device(device), threads or default_threads())
+    return cls(model_dir, variant, max_length, resolve_device(device), threads or default_threads(), artefact)

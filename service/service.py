@@ -70,9 +70,8 @@ class Sentiment:
     def __init__(self) -> None:
         from .inference import load_classifier
 
-        self.classifier = load_classifier(
-            SETTINGS.model_dir, SETTINGS.variant, SETTINGS.max_length, SETTINGS.device, SETTINGS.threads or None
-        )
+        self.classifier = load_classifier(SETTINGS.model_dir, SETTINGS.variant, SETTINGS.max_length,
+                                          SETTINGS.device, SETTINGS.threads or None, SETTINGS.variants_dir)
         self.info_data = {
             **_model_name(SETTINGS.model_dir),
             "variant": SETTINGS.variant,

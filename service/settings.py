@@ -5,8 +5,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .inference import VARIANTS
 from .model_builder import DEFAULT_MODEL_DIR
+from .models import DEFAULT_VARIANTS_DIR, VARIANTS
 
 PREFIX = "BURSTBENCH_"
 
@@ -14,6 +14,7 @@ PREFIX = "BURSTBENCH_"
 @dataclass(frozen=True)
 class ServiceSettings:
     model_dir: Path = DEFAULT_MODEL_DIR
+    variants_dir: Path = DEFAULT_VARIANTS_DIR
     variant: str = "onnx-fp32"
     device: str = "auto"
     batching: bool = True
@@ -42,6 +43,7 @@ class ServiceSettings:
 
         return cls(
             model_dir=Path(env.get(PREFIX + "MODEL") or d.model_dir),
+            variants_dir=Path(env.get(PREFIX + "VARIANTS_DIR") or d.variants_dir),
             variant=get("VARIANT", str, lambda v: v in VARIANTS, f"one of {', '.join(VARIANTS)}"),
             device=get("DEVICE", str, lambda v: v in ("auto", "cpu", "cuda"), "one of auto, cpu, cuda"),
             batching=get("BATCHING", _on_off, lambda v: v is not None, "on or off"),
@@ -56,6 +58,7 @@ class ServiceSettings:
     def describe(self) -> dict:
         d = asdict(self)
         d["model_dir"] = str(self.model_dir)
+        d["variants_dir"] = str(self.variants_dir)
         return d
 
 

@@ -25,10 +25,13 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
-    """The 2-layer, hidden-128 RoBERTa with ONNX export: built once, reused when identical."""
+    """The 2-layer, hidden-128 RoBERTa and all its variants: built once, reused when identical."""
     from service.model_builder import build_default_model
+    from service.models import export_variants
 
-    return build_default_model(TINY_MODEL, size="tiny")
+    model_dir = build_default_model(TINY_MODEL, size="tiny")
+    export_variants(model_dir)
+    return model_dir
 
 
 class Server:

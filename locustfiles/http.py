@@ -1,0 +1,93 @@
+"""Locustfile for any HTTP inference service: burstbench's traffic and records against your endpoint.
+
+    locust -f locustfiles/http.py --headless --host http://127.0.0.1:8000 \\
+        --path /v1/classify --payload '{"inputs": "{text}"}' --dataset my_texts.csv --text-column body \\
+        --scenario extreme --requests 500
+
+    locust -f locustfiles/http.py --headless --host http://127.0.0.1:8080 \\
+        --preset kserve-v2 --model-name my-model --scenario steady --requests 200
+
+The endpoint, payload, headers and response check are flags (``endpoint.py``); arrivals,
+pacing, rows, run.json and Locust's outputs are the same as for the bundled service
+(``core.py``), so ``python -m analysis report|compare`` read the run folder unchanged.
+"""
+import sys
+
+if __name__ == "http":
+    # `locust -f locustfiles/http.py` registers this file as sys.modules["http"], shadowing the
+    # standard library's http package for every later `import http...`. Put the real one back
+    # (http.client, imported by requests long before, holds it).
+    _client = sys.modules.get("http.client")
+    if _client is not None and getattr(_client, "http", None) is not None:
+        sys.modules["http"] = _client.http
+    else:  # pragma: no cover - Locust imports requests, hence http.client, before any locustfile
+        import importlib.util
+        import sysconfig
+
+        _init = f"{sysconfig.get_paths()['stdlib']}/http/__init__.py"
+        _spec = importlib.util.spec_from_file_location("http", _init, submodule_search_locations=[_init[:-12]])
+        sys.modules["http"] = importlib.util.module_from_spec(_spec)
+        _spec.loader.exec_module(sys.modules["http"])
+
+import locust  # noqa: E402,F401  (before the rest: gevent's monkey-patching must come first)
+
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # plain `locust -f` from a checkout
+
+from locustfiles.core import PacedUser, install  # noqa: E402
+from locustfiles.endpoint import EndpointSpec, add_endpoint_arguments  # noqa: E402
+
+METADATA_TIMEOUT_S = 5
+
+
+class HttpTarget:
+    """Sends ``spec``'s method, path, rendered payload and headers; judges by its response check."""
+
+    def __init__(self, spec: EndpointSpec):
+        self.spec = spec
+        self.endpoint = spec.path
+        self.batch_size = spec.batch_size
+        self._headers = spec.request_headers()
+
+    def request(self, user, texts, timeout_s):
+        return user.client.request(self.spec.method, self.spec.path, data=self.spec.body(texts),
+                                   headers=self._headers, catch_response=True, timeout=timeout_s,
+                                   name=self.spec.path)
+
+    def judge(self, resp):
+        error = getattr(resp, "error", None)
+        try:
+            body_text = resp.text or ""
+        except Exception:  # no response at all (connection error)
+            body_text = ""
+        ok, kind, failure = self.spec.judge(resp.status_code or 0, error, body_text)
+        return ok, kind, failure, {}
+
+    def describe(self) -> dict:
+        return self.spec.describe()
+
+    def target_info(self, host: str) -> dict:
+        """The model and protocol as configured; for kserve-v2 also the server's model metadata."""
+        info = {"model": self.spec.model_name, "preset": self.spec.preset, "url": f"{host}{self.spec.path}"}
+        if self.spec.preset == "kserve-v2" and self.spec.model_name and self.spec.path.endswith("/infer"):
+            import requests
+
+            url = f"{host}{self.spec.path[:-len('/infer')]}"
+            try:
+                resp = requests.get(url, headers=self._headers, timeout=METADATA_TIMEOUT_S)
+                info["metadata"] = resp.json() if resp.ok else {"error": f"HTTP {resp.status_code} from {url}"}
+            except Exception as err:  # recorded, never required
+                info["metadata"] = {"error": self.spec.scrub(f"{type(err).__name__}: {err}")[:300]}
+        return info
+
+    def scrub(self, text: str) -> str:
+        return self.spec.scrub(text)
+
+
+class ServiceUser(PacedUser):
+    host = None  # --host is required
+
+
+install(ServiceUser, build_target=lambda options: HttpTarget(EndpointSpec.from_options(options)),
+        add_arguments=add_endpoint_arguments, check_host=True)

@@ -1,0 +1,1 @@
+"""Small third-party and FastAPI servers that the load tests run on loopback, with bounded start and stop."""
