@@ -102,3 +102,28 @@ def test_bad_folders_get_one_clear_line(tmp_path, damage, fragment):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert fragment in out.stderr and "Traceback" not in out.stderr
+
+
+def test_truncated_rows_file_is_reported_as_partial_not_zero(tmp_path):
+    run_dir = write_run(tmp_path / "r", [10.0, 20.0, 30.0, 40.0])
+    text = (run_dir / "requests.csv").read_text()
+    (run_dir / "requests.csv").write_text(text[: text.rindex("\n", 0, len(text) - 1) + 12])  # cut the last row short
+    run = load_run(run_dir)
+    assert run.dropped_rows == 1 and run.partial
+    assert len(run.rows) == 3
+    assert summarise(run).loc["service", "max"] == 30.0
+
+
+def test_unknown_column_is_named(tmp_path):
+    run_dir = write_run(tmp_path / "r", [1.0, 2.0])
+    rows = pd.read_csv(run_dir / "requests.csv")
+    rows["latency_us"] = 1
+    rows.to_csv(run_dir / "requests.csv", index=False)
+    with pytest.raises(RunError, match=r"unknown columns \['latency_us'\]"):
+        load_run(run_dir)
+
+
+def test_rows_schema_matches_what_the_locustfiles_write():
+    from analysis.runs import KNOWN_COLUMNS
+
+    assert tuple(ROW_COLUMNS) == KNOWN_COLUMNS
