@@ -34,6 +34,7 @@ from scipy import stats  # noqa: E402
 from arrivals import Exponential, Gamma, make_distribution  # noqa: E402
 
 from .runs import Run, RunError  # noqa: E402
+from .figures import save_figure  # noqa: E402
 
 ALPHA = 0.01               # KS p-value below which the gaps are said not to fit
 MIN_GAPS = 8               # fewer gaps than this: no test is run, statistics are NaN
@@ -280,9 +281,4 @@ def gap_figure(gaps_s, dist: Exponential | Gamma, title: str, path: str | Path) 
     ax.set_ylabel("density")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=110)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -11,6 +11,7 @@ import pandas as pd  # noqa: E402
 
 from .latency import QUANTILES, run_facts, summarise  # noqa: E402
 from .runs import Run, load_run  # noqa: E402
+from .figures import save_figure  # noqa: E402
 
 
 def format_summary(run: Run, table: pd.DataFrame, facts: dict) -> str:
@@ -41,10 +42,7 @@ def latency_figure(run: Run, table: pd.DataFrame, path: Path) -> Path:
     ax.set_ylabel("requests")
     ax.set_title(f"{run.name}\n{run.info.get('distribution', {}).get('label')}, pacing {run.info.get('pacing')}",
                  fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def summary(path: str | Path) -> str:

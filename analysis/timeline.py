@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .runs import Run, RunError  # noqa: E402
+from .figures import save_figure  # noqa: E402
 
 TARGET_WINDOWS = 40
 MIN_WINDOW_S = 1.0
@@ -133,9 +134,4 @@ def timeline_figure(run: Run, path: str | Path, window_s: float | None = None) -
                          textcoords="offset points", rotation=90, ha="left", va="top", fontsize=7)
     dist = run.info.get("distribution") or {}
     ax_rate.set_title(f"{run.name}\n{dist.get('label')}, pacing {run.info.get('pacing')}", fontsize=9)
-    fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=110)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)
