@@ -231,7 +231,7 @@ class Run:
                "batch_size": "", "tokens": "", "truncated": "", "label": "", "status": 0}
         sent = time.time()
         t0 = time.perf_counter()
-        self.rows.mark_started(sent)
+        self.rows.mark_started()
         row.update(sent_epoch=f"{sent:.6f}", lateness_ms=round((sent - scheduled) * 1000, 3))
         try:
             with self.target.request(user, texts, self.plan.request_timeout_s) as resp:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -56,13 +55,9 @@ class RowRecorder:
         self.ok = 0
         self.failed = 0
         self.failure_kinds: Counter[str] = Counter()
-        self.first_sent_epoch: float | None = None
-        self.last_done_epoch: float | None = None
 
-    def mark_started(self, sent_epoch: float) -> None:
+    def mark_started(self) -> None:
         self.started += 1
-        if self.first_sent_epoch is None:
-            self.first_sent_epoch = sent_epoch
 
     def record(self, row: dict) -> None:
         self._writer.writerow(row)
@@ -71,7 +66,6 @@ class RowRecorder:
         else:
             self.failed += 1
             self.failure_kinds[row["failure_kind"]] += 1
-        self.last_done_epoch = time.time()
 
     @property
     def rows(self) -> int:
