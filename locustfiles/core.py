@@ -13,7 +13,7 @@ Bad configuration stops before any traffic, and before the run folder exists, wi
 line ``burstbench: <flag> ...`` on stderr.
 """
 import locust  # noqa: F401  (first: gevent's monkey-patching must precede other imports)
-from locust import HttpUser, events, task
+from locust import FastHttpUser, HttpUser, events
 from locust.exception import StopUser
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
 
@@ -375,11 +375,15 @@ class Run:
         (self.run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
 
 
-class PacedUser(HttpUser):
-    """A Locust user whose requests are paced and recorded by the run that ``install`` creates."""
+def _send(user) -> None:
+    user.burstbench_run.send(user)
 
-    abstract = True
+
+class _Paced:
+    """Pacing and recording shared by both HTTP clients (Locust collects ``tasks`` from the class)."""
+
     burstbench_run: Run | None = None
+    tasks = [_send]
 
     def wait_time(self):  # replaced by the run's pacing at init
         return 0.0
@@ -387,12 +391,23 @@ class PacedUser(HttpUser):
     def on_start(self):
         self.wait()  # claim the first slot (arrival) or sleep the first think time
 
-    @task
-    def send(self):
-        self.burstbench_run.send(self)
+
+class PacedUser(_Paced, HttpUser):
+    """A Locust user (requests-based HttpUser) paced and recorded by the run that ``install`` creates."""
+
+    abstract = True
 
 
-def install(user_class: type[PacedUser], build_target: Callable[[object], Target], *,
+class PacedFastUser(_Paced, FastHttpUser):
+    """The same on Locust's FastHttpUser (geventhttpclient): several times the request rate per process.
+
+    Its timeout is per user, not per request: ``install`` sets ``network_timeout`` from --request-timeout.
+    """
+
+    abstract = True
+
+
+def install(user_class: type[PacedUser] | type[PacedFastUser], build_target: Callable[[object], Target], *,
             add_arguments: Callable[[object], None] | None = None, check_host: bool = False,
             dataset_help: str = "bundled, hub, hub:<name>[:split], or a CSV, JSONL or Parquet file") -> None:
     """Register burstbench's flags and run lifecycle with Locust's events for ``user_class``.
@@ -424,6 +439,8 @@ def install(user_class: type[PacedUser], build_target: Callable[[object], Target
             sys.exit(f"burstbench: {err}")
         user_class.burstbench_run = run
         user_class.wait_time = run.wait_time
+        if issubclass(user_class, FastHttpUser):
+            user_class.network_timeout = user_class.connection_timeout = plan.request_timeout_s
         # Locust turns Ctrl-C into a KeyboardInterrupt in whichever greenlet runs, and some of its
         # greenlets swallow it; a signal handler stops the run the same way every time.
         gevent.signal_handler(signal.SIGINT, run.interrupt)
