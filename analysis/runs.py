@@ -11,7 +11,7 @@ ROWS_FILE = "requests.csv"
 # The rows schema written by locustfiles/recording.py (a test keeps the two in step).
 KNOWN_COLUMNS = ("request_index", "user", "scheduled_epoch", "sent_epoch", "lateness_ms", "latency_ms",
                  "corrected_latency_ms", "status", "ok", "failure_kind", "failure_text", "batch_size",
-                 "text_index", "text_chars", "tokens", "truncated", "label", "think_s")
+                 "text_index", "text_chars", "tokens", "truncated", "label", "think_s", "worker")
 REQUIRED_COLUMNS = ("request_index", "scheduled_epoch", "sent_epoch", "lateness_ms", "latency_ms",
                     "corrected_latency_ms", "status", "ok", "failure_kind")
 NUMERIC_COLUMNS = ("request_index", "scheduled_epoch", "sent_epoch", "lateness_ms", "latency_ms",

@@ -8,6 +8,7 @@ schedules would superpose towards Poisson and lose the burstiness).
 """
 from __future__ import annotations
 
+import heapq
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -76,18 +77,35 @@ class SlotDispenser:
 
     Claiming is a plain counter increment: under gevent it cannot interleave, so every
     slot goes to exactly one sender. The start epoch is fixed by ``start`` or, failing
-    that, by the first claim.
+    that, by the first claim. A sender stopped while holding an unsent slot (Locust
+    rebalancing users onto a new worker, say) gives it back, and the next claim takes it
+    first if it is due first: a slot is never lost or re-timed.
     """
 
     def __init__(self, schedule: ArrivalSchedule, worker_index: int = 0, worker_count: int = 1,
                  clock: Callable[[], float] = time.time):
         if worker_count < 1 or not 0 <= worker_index < worker_count:
             raise ValueError(f"worker index must be in [0, {worker_count - 1}] (got {worker_index})")
-        self.schedule = schedule
+        self._init(np.arange(worker_index, len(schedule), worker_count),
+                   schedule.offsets_s[worker_index::worker_count], clock)
+
+    @classmethod
+    def for_slots(cls, indices, offsets_s, clock: Callable[[], float] = time.time) -> "SlotDispenser":
+        """A dispenser for an explicit share of a schedule (what a distributed worker is sent)."""
+        indices, offsets_s = np.asarray(indices, dtype=np.int64), np.asarray(offsets_s, dtype=float)
+        if indices.shape != offsets_s.shape:
+            raise ValueError(f"{len(indices)} slot indices but {len(offsets_s)} offsets")
+        dispenser = cls.__new__(cls)
+        dispenser._init(indices, offsets_s, clock)
+        return dispenser
+
+    def _init(self, indices: np.ndarray, offsets_s: np.ndarray, clock: Callable[[], float]) -> None:
         self.clock = clock
-        self.slot_indices = range(worker_index, len(schedule), worker_count)
+        self.slot_indices = indices
+        self.offsets_s = offsets_s
         self.start_epoch: float | None = None
         self._next = 0
+        self._returned: list[tuple[float, int]] = []  # heap of (due_epoch, index) given back unsent
 
     def start(self, epoch: float | None = None) -> float:
         if self.start_epoch is None:
@@ -96,15 +114,23 @@ class SlotDispenser:
 
     def claim(self) -> Slot | None:
         """The next due slot, or None once this process's share is used up."""
-        if self._next >= len(self.slot_indices):
+        fresh = self._next < len(self.slot_indices)
+        if self._returned and (not fresh or self._returned[0][0] <= self.due_epoch(self._next)):
+            due, index = heapq.heappop(self._returned)
+            return Slot(index=index, due_epoch=due)
+        if not fresh:
             return None
-        index = self.slot_indices[self._next]
+        slot = Slot(index=int(self.slot_indices[self._next]), due_epoch=self.due_epoch(self._next))
         self._next += 1
-        return Slot(index=index, due_epoch=self.start() + float(self.schedule.offsets_s[index]))
+        return slot
+
+    def give_back(self, slot: Slot) -> None:
+        """Return a claimed slot that was never sent; it keeps its due time."""
+        heapq.heappush(self._returned, (slot.due_epoch, slot.index))
 
     @property
     def claimed(self) -> int:
-        return self._next
+        return self._next - len(self._returned)
 
     @property
     def total(self) -> int:
@@ -112,4 +138,4 @@ class SlotDispenser:
 
     def due_epoch(self, position: int) -> float:
         """When this process's ``position``-th slot is due (for ETAs)."""
-        return self.start() + float(self.schedule.offsets_s[self.slot_indices[position]])
+        return self.start() + float(self.offsets_s[position])

@@ -33,9 +33,11 @@ import numpy as np
 
 from arrivals import ArrivalSchedule, SlotDispenser, arrival_pacing, make_distribution, scenario, think_time
 from arrivals.schedule import check_requests, check_seed
+from arrivals.trace import Trace
 from locustfiles.endpoint import redact_argv
 from locustfiles.progress import progress_line
-from locustfiles.recording import RowRecorder, make_run_dir
+from locustfiles.distributed import Coordinator, WorkerSide
+from locustfiles.recording import RowBuffer, RowRecorder, make_run_dir
 from locustfiles.run_info import git_commit, machine, package_versions
 from locustfiles.texts import DEFAULT_COLUMN, PAPER_SUBSET, TextSubset, load_texts
 
@@ -50,9 +52,15 @@ def add_run_arguments(parser, dataset_help: str) -> None:
     g.add_argument("--arrival", default=None, help="exponential or gamma: overrides the scenario's process")
     g.add_argument("--shape", type=str, default=None, help="gamma shape (> 0); < 1 is burstier than Poisson")
     g.add_argument("--mean", type=str, default=None, help="mean gap between requests in seconds (> 0); default 2")
+    g.add_argument("--trace", default=None,
+                   help="replay the arrival times in this CSV/JSONL/Parquet file instead of a generated process "
+                        "(--mean rescales it to that mean gap)")
+    g.add_argument("--trace-column", default="timestamp",
+                   help="the trace's timestamp column: seconds, or date-times (default: timestamp)")
     g.add_argument("--pacing", default="arrival",
                    help="arrival (default: a schedule fixed ahead) or think (the paper's closed loop)")
-    g.add_argument("--requests", type=str, default="1000", help="requests to send, then stop (>= 1)")
+    g.add_argument("--requests", type=str, default=None,
+                   help="requests to send, then stop (>= 1; default 1000, or every timestamp of --trace)")
     g.add_argument("--seed", type=str, default="0", help="seed of the schedule and the texts (integer >= 0)")
     g.add_argument("--dataset", default="bundled", help=dataset_help)
     g.add_argument("--text-column", default=DEFAULT_COLUMN, help="the dataset's column of texts (default: text)")
@@ -79,7 +87,7 @@ class RunPlan:
     """Validated flags: built before any traffic, so a bad value stops the run with one clear line."""
 
     name: str
-    distribution: object
+    distribution: object   # an arrival distribution, or the Trace replayed
     pacing: str
     requests: int
     seed: int
@@ -89,12 +97,21 @@ class RunPlan:
     results_dir: Path
     request_timeout_s: float
     progress_every_s: float
+    trace: Trace | None = None
 
     @classmethod
-    def from_options(cls, o) -> "RunPlan":
+    def from_options(cls, o, role: str = "local") -> "RunPlan":
+        """``role`` is local, master or worker; a worker gets its slots from the master, never from a trace file."""
         mean = None if o.mean is None else number("--mean", o.mean, float, "a number > 0", lambda v: 0 < v < float("inf"))
         shape = None if o.shape is None else number("--shape", o.shape, float, "a number > 0", lambda v: 0 < v < float("inf"))
-        if o.arrival is None:
+        trace = None
+        if o.trace is not None:
+            if o.arrival is not None or shape is not None:
+                raise ValueError("--trace replays a file's arrival times: it cannot be combined with --arrival or --shape")
+            if role != "worker":
+                trace = Trace.load(o.trace, o.trace_column, mean)
+            dist, name = trace, f"trace-{Path(o.trace).stem}"
+        elif o.arrival is None:
             if shape is not None:
                 raise ValueError("--shape needs --arrival gamma (the scenarios fix their own shape)")
             dist, name = scenario(o.scenario, mean), o.scenario
@@ -103,16 +120,23 @@ class RunPlan:
             name = f"{dist.kind}" + (f"-a{dist.shape:g}" if dist.kind == "gamma" else "")
         if o.pacing not in PACINGS:
             raise ValueError(f"--pacing must be one of {', '.join(PACINGS)} (got {o.pacing!r})")
-        for flag in ("master", "worker", "processes"):
-            if getattr(o, flag, None) not in (None, False, 0, 1):
-                raise ValueError(f"--{flag}: distributed runs are not supported yet by this locustfile; "
-                                 "run one load process (independent processes would each draw a schedule "
-                                 "and their superposition loses the burstiness)")
+        if o.pacing == "think" and trace is not None:
+            raise ValueError("--pacing think cannot replay --trace: a trace is a schedule of arrival times (use arrival)")
+        if o.pacing == "think" and role != "local":
+            raise ValueError("--pacing think is the paper's single-process closed loop; distributed runs "
+                             "(--master/--worker/--processes) use --pacing arrival, one schedule split across workers")
+        if o.requests is None:
+            requests = len(trace) if trace is not None else 1000
+        else:
+            requests = number("--requests", o.requests, int, "an integer >= 1", lambda v: check_requests(v) > 0)
+            if trace is not None and requests > len(trace):
+                raise ValueError(f"--requests must be in [1, {len(trace)}] for --trace {o.trace} "
+                                 f"(it has {len(trace)} timestamps; got {requests})")
         return cls(
             name=o.run_name or name,
             distribution=dist,
             pacing=o.pacing,
-            requests=number("--requests", o.requests, int, "an integer >= 1", lambda v: check_requests(v) > 0),
+            requests=requests,
             seed=number("--seed", o.seed, int, "an integer >= 0", lambda v: check_seed(v) >= 0),
             dataset=o.dataset,
             text_column=o.text_column,
@@ -122,6 +146,7 @@ class RunPlan:
                                      lambda v: 0 < v <= 3600),
             progress_every_s=number("--progress-every", o.progress_every, float, "a number of seconds > 0",
                                     lambda v: 0 < v < float("inf")),
+            trace=trace,
         )
 
 
@@ -167,31 +192,48 @@ def check_reachable(host: str | None, timeout_s: float = REACHABLE_TIMEOUT_S) ->
 
 
 class Run:
-    """Everything one test run owns: plan, schedule, texts, rows, Locust outputs, run.json."""
+    """Everything one test run owns: plan, schedule, texts, rows, Locust outputs, run.json.
 
-    def __init__(self, environment, plan: RunPlan, target: Target, texts: TextSubset, host: str):
+    ``role`` is ``local`` (one process sends and records), ``master`` (workers send; their rows
+    are merged here: see ``distributed``) or ``worker`` (sends its share, keeps no folder).
+    """
+
+    def __init__(self, environment, plan: RunPlan, target: Target, texts: TextSubset, host: str,
+                 role: str = "local"):
         self.environment = environment
         self.plan = plan
         self.target = target
         self.texts = texts
         self.host = host
+        self.role = role
+        self.worker = 0
+        self.share = plan.requests
+        self.on_share_done = None
         opts = environment.parsed_options
         self.dispenser = None
-        if plan.pacing == "arrival":
-            self.schedule = ArrivalSchedule.draw(plan.distribution, plan.requests, plan.seed)
-            self.dispenser = SlotDispenser(self.schedule)
-            self.wait_time = arrival_pacing(self.dispenser)
-        else:
-            self.schedule = None
-            self.wait_time = think_time(plan.distribution, plan.seed)
+        self.schedule = None
+        self.coordinator = None
         self.next_think_index = 0
-        self.run_dir = make_run_dir(plan.results_dir, plan.name)
-        self.rows = RowRecorder(self.run_dir)
         self.latencies_ms: list[float] = []
         self.started_epoch: float | None = None
         self.quit_requested = False
         self.interrupted = False
         self.progress_greenlet = None
+        if role == "worker":  # its slots and start epoch come from the master (``use_share``)
+            self.run_dir = None
+            self.rows = RowBuffer()
+            return
+        if plan.pacing == "arrival":
+            self.schedule = (plan.trace.schedule(plan.requests) if plan.trace is not None
+                             else ArrivalSchedule.draw(plan.distribution, plan.requests, plan.seed))
+            self.dispenser = SlotDispenser(self.schedule)
+            self.wait_time = arrival_pacing(self.dispenser)
+        else:
+            self.wait_time = think_time(plan.distribution, plan.seed)
+        if role == "master":
+            self.coordinator = Coordinator(self, environment.runner)
+        self.run_dir = make_run_dir(plan.results_dir, plan.name)
+        self.rows = RowRecorder(self.run_dir)
 
         # Locust's own outputs go into the run folder unless the user chose elsewhere.
         self.csv_writer = None
@@ -205,6 +247,20 @@ class Run:
         self.target_info = target.target_info(host)
         self.write_run_json(status="running")
 
+    def use_share(self, dispenser: SlotDispenser, worker: int, on_done) -> None:
+        """A worker's slots from the master; ``on_done`` runs when the last of them has a row."""
+        self.dispenser = dispenser
+        self.worker = worker
+        self.share = dispenser.total
+        self.on_share_done = on_done
+        if self.share == 0:
+            on_done()
+
+    def request_quit(self) -> None:
+        if not self.quit_requested:
+            self.quit_requested = True
+            gevent.spawn(self.environment.runner.quit)
+
     # -- sending ------------------------------------------------------------------------
     def texts_for(self, index: int) -> tuple[int, list[str]]:
         """Request ``index`` carries texts index*k ... index*k+k-1 of the subset (k = the batch size)."""
@@ -214,7 +270,7 @@ class Run:
 
     def send(self, user) -> None:
         if self.plan.pacing == "arrival":
-            slot = user.arrival_slot
+            slot, user.arrival_slot = user.arrival_slot, None
             if slot is None:
                 raise StopUser()
             index, scheduled = slot.index, slot.due_epoch
@@ -228,7 +284,7 @@ class Run:
         text_index, texts = self.texts_for(index)
         row = {"request_index": index, "user": id(user) % 100_000, "scheduled_epoch": f"{scheduled:.6f}",
                "text_index": text_index, "text_chars": sum(len(t) for t in texts), "think_s": think_s,
-               "batch_size": "", "tokens": "", "truncated": "", "label": "", "status": 0}
+               "batch_size": "", "tokens": "", "truncated": "", "label": "", "status": 0, "worker": self.worker}
         sent = time.time()
         t0 = time.perf_counter()
         self.rows.mark_started()
@@ -251,9 +307,13 @@ class Run:
             self._record(row, t0, done, scheduled, sent)
             raise
         self._record(row, t0, done, scheduled, sent)
-        if self.rows.rows >= self.plan.requests and not self.quit_requested:
-            self.quit_requested = True
-            gevent.spawn(self.environment.runner.quit)
+        if self.rows.rows >= self.share:
+            if self.role == "worker":
+                if not self.quit_requested:
+                    self.quit_requested = True
+                    self.on_share_done()
+            else:
+                self.request_quit()
 
     def _record(self, row, t0, done, scheduled, sent):
         latency_ms = (done - t0) * 1000
@@ -272,10 +332,15 @@ class Run:
         print("[burstbench] interrupted: stopping; what was measured is kept (Ctrl-C again to leave now)",
               file=sys.stderr, flush=True)
         self.environment.process_exit_code = 130
-        gevent.spawn(self.environment.runner.quit)
+        if self.coordinator is not None:
+            self.coordinator.stop_workers()  # workers flush their last rows, then the master quits
+        else:
+            gevent.spawn(self.environment.runner.quit)
 
     def on_test_start(self):
         self.started_epoch = time.time()
+        if self.coordinator is not None:
+            self.started_epoch = self.coordinator.on_test_start()
         if self.dispenser is not None:
             self.dispenser.start(self.started_epoch)
         self.progress_greenlet = gevent.spawn(self._progress_loop)
@@ -357,9 +422,12 @@ class Run:
             },
             "started_epoch": self.started_epoch,
             "finished_epoch": time.time() if status != "running" else None,
+            "distributed": None if self.coordinator is None else self.coordinator.describe(),
             "counts": {
                 **counts,
                 "not_sent": self.plan.requests - counts["sent"],
+                # a worker that left: its slots that never came back as rows (sent or not, nobody can tell)
+                "lost_slots": 0 if self.coordinator is None else self.coordinator.lost_slots,
                 "locust_requests": total.num_requests,
                 "locust_failures": total.num_failures,
                 # Locust never records a request killed mid-flight; our rows do, as "interrupted".
@@ -390,6 +458,15 @@ class _Paced:
 
     def on_start(self):
         self.wait()  # claim the first slot (arrival) or sleep the first think time
+
+    def on_stop(self):
+        # Stopped while holding an unsent slot (Locust moving users between workers, Ctrl-C):
+        # give it back so another user sends it on time, instead of losing it.
+        slot = getattr(self, "arrival_slot", None)
+        run = self.burstbench_run
+        if slot is not None and run is not None and run.dispenser is not None:
+            self.arrival_slot = None
+            run.dispenser.give_back(slot)
 
 
 class PacedUser(_Paced, HttpUser):
@@ -427,14 +504,21 @@ def install(user_class: type[PacedUser] | type[PacedFastUser], build_target: Cal
         if environment.parsed_options is None:  # imported as a library, not run by the locust CLI
             return
         o = environment.parsed_options
+        if o.worker:
+            _install_worker(environment, user_class, build_target)
+            return
+        role = "master" if o.master else "local"
         try:
-            plan = RunPlan.from_options(o)
+            plan = RunPlan.from_options(o, role)
+            if role == "master" and (o.num_users or 1) < o.expect_workers:
+                raise ValueError(f"-u/--users must be at least the number of workers ({o.expect_workers}): "
+                                 f"a worker with no user would never send its share of the schedule (got {o.num_users})")
             target = build_target(o)
             texts = load_texts(plan.dataset, plan.seed, plan.subset, plan.text_column)
             host = environment.host or user_class.host
             if check_host:
                 check_reachable(host)
-            run = Run(environment, plan, target, texts, host)
+            run = Run(environment, plan, target, texts, host, role)
         except ValueError as err:
             sys.exit(f"burstbench: {err}")
         user_class.burstbench_run = run
@@ -449,10 +533,37 @@ def install(user_class: type[PacedUser] | type[PacedFastUser], build_target: Cal
 
     @events.test_start.add_listener
     def _on_test_start(**_kwargs):
-        if user_class.burstbench_run is not None:
-            user_class.burstbench_run.on_test_start()
+        run = user_class.burstbench_run
+        if run is not None and run.role != "worker":
+            run.on_test_start()
 
     @events.quit.add_listener
     def _on_quit(**_kwargs):
-        if user_class.burstbench_run is not None:
-            user_class.burstbench_run.finish()
+        run = user_class.burstbench_run
+        if run is not None and run.role != "worker":
+            run.finish()
+
+
+def _install_worker(environment, user_class, build_target) -> None:
+    """A worker builds its run when the master's options arrive (at test start) and sends the share it is given."""
+
+    def build_run() -> Run:
+        o = environment.parsed_options
+        try:
+            plan = RunPlan.from_options(o, "worker")
+            run = Run(environment, plan, build_target(o), load_texts(plan.dataset, plan.seed, plan.subset,
+                                                                     plan.text_column),
+                      environment.host or user_class.host, "worker")
+        except ValueError as err:
+            print(f"burstbench: worker: {err}", file=sys.stderr, flush=True)
+            environment.process_exit_code = 2
+            gevent.spawn(environment.runner.quit)
+            raise
+        user_class.burstbench_run = run
+        if issubclass(user_class, FastHttpUser):
+            user_class.network_timeout = user_class.connection_timeout = plan.request_timeout_s
+        return run
+
+    side = WorkerSide(environment, build_run)
+    user_class.wait_time = lambda user: side.wait_time(user)
+    gevent.signal_handler(signal.SIGINT, side.interrupt)

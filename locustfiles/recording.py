@@ -26,6 +26,7 @@ ROW_COLUMNS = (
     "truncated",
     "label",
     "think_s",           # the drawn think time (think pacing)
+    "worker",            # which load process sent it: 0 alone, k of W in a distributed run
 )
 
 
@@ -83,3 +84,31 @@ class RowRecorder:
     def close(self) -> None:
         if not self._file.closed:
             self._file.close()
+
+
+class RowBuffer:
+    """A distributed worker's rows, held until its next report carries them to the master."""
+
+    def __init__(self):
+        self.pending: list[dict] = []
+        self.started = 0
+        self.ok = 0
+        self.failed = 0
+
+    def mark_started(self) -> None:
+        self.started += 1
+
+    def record(self, row: dict) -> None:
+        self.pending.append(row)
+        if row["ok"]:
+            self.ok += 1
+        else:
+            self.failed += 1
+
+    @property
+    def rows(self) -> int:
+        return self.ok + self.failed
+
+    def take(self) -> list[dict]:
+        taken, self.pending = self.pending, []
+        return taken
