@@ -80,5 +80,13 @@ browser:
 test: install browser
 	$(PY) -m pytest
 
+# Disruptions under load (issue 6): make resilience [PLAN=local-default] [TARGET=local|k8s] [HOST=URL for k8s]
+PLAN ?= local-default
+TARGET ?=
+HOST ?=
+.PHONY: resilience
+resilience: install
+	$(PY) -m resilience run --plan $(PLAN) $(if $(TARGET),--target $(TARGET)) $(if $(HOST),--host $(HOST))
+
 clean:
 	rm -rf build .pytest_cache

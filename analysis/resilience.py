@@ -1,0 +1,210 @@
+"""What each disruption of a resilience run cost the users, from the run's own requests.
+
+Windows. A request belongs to the window in which it was *sent*: before the first disruption
+("steady"), or from disruption k up to disruption k+1 (the last window to the end of the run).
+The windows partition the rows, so their sent/ok/failed add up to the run's. A request sent
+just before a disruption and caught by it counts in the earlier window; ``in_flight_failed``
+counts those (informative, already included in the earlier window's failures).
+
+Steady latency. The exact p99 of the service latency of successful requests sent in the second
+half of the time before the first disruption (the first half warms the service up). A request is *good* when it succeeded within
+``max(latency_factor x steady p99, min_threshold_ms)`` (the plan's [recovery], in run.json).
+
+Time to first failure: from the disruption to the send of the first failed request of its window.
+Time to recovery: from the disruption to the send of the first request of the first run of
+``consecutive_ok`` good requests in a row (by send time) that starts after the window's first
+bad request (failed or slow). A window without a bad request had no impact (recovery 0 s). A
+window with no such run is "not recovered": before the next disruption, or before the run
+ended, which for the last window means the service did not come back while it was measured.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .runs import Run, RunError, load_run
+
+DISRUPTIONS_FILE = "disruptions.json"
+DEFAULT_RECOVERY = {"consecutive_ok": 10, "latency_factor": 3.0, "min_threshold_ms": 100.0}
+COLUMNS = ("window", "at_s", "sent", "ok", "failed", "failure_kinds", "first_failure_s", "recovery_s", "recovered",
+           "worst_ok_latency_ms", "in_flight_failed", "ready_again_s")
+
+
+def load_disruptions(run: Run) -> dict:
+    path = run.path / DISRUPTIONS_FILE
+    if not path.is_file():
+        raise RunError(f"{path}: missing (not a resilience run? run: python -m resilience run --plan NAME)")
+    try:
+        doc = json.loads(path.read_text())
+        items = doc["disruptions"]
+        for i, item in enumerate(items):
+            float(item["epoch"]), str(item["label"])  # noqa: B018 (validation)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise RunError(f"{path}: malformed ({type(err).__name__}: {err}); expected "
+                       "{\"disruptions\": [{\"epoch\": seconds, \"label\": text, ...}]}") from None
+    epochs = [float(item["epoch"]) for item in items]
+    if epochs != sorted(epochs):
+        raise RunError(f"{path}: disruptions are not in time order")
+    return doc
+
+
+def recovery_settings(run: Run) -> dict:
+    settings = {**DEFAULT_RECOVERY, **((run.info.get("resilience") or {}).get("recovery") or {})}
+    return {"consecutive_ok": int(settings["consecutive_ok"]), "latency_factor": float(settings["latency_factor"]),
+            "min_threshold_ms": float(settings["min_threshold_ms"])}
+
+
+def steady_threshold_ms(steady_ok_latency_ms: np.ndarray, settings: dict) -> tuple[float, float]:
+    """(steady p99, the good-request threshold) in ms."""
+    p99 = float(np.percentile(steady_ok_latency_ms, 99))
+    return p99, max(settings["latency_factor"] * p99, settings["min_threshold_ms"])
+
+
+def recovery_offset_s(sent_s: np.ndarray, good: np.ndarray, consecutive_ok: int) -> float | None:
+    """Seconds (from the window's start) to the first run of ``consecutive_ok`` good requests after the first bad one.
+
+    ``sent_s`` and ``good`` are in send order. 0.0 when nothing was bad; None when no such run exists.
+    """
+    bad = np.flatnonzero(~good)
+    if bad.size == 0:
+        return 0.0
+    runs = pd.Series(good.astype(int)).rolling(consecutive_ok).sum().to_numpy()
+    ends = np.flatnonzero(runs == consecutive_ok)  # index of the last request of each full run
+    starts = ends - consecutive_ok + 1
+    after = starts[starts > bad[0]]
+    return float(sent_s[after[0]]) if after.size else None
+
+
+def resilience_table(run: Run, doc: dict | None = None) -> pd.DataFrame:
+    """One row per window (steady, then each disruption) and a total row; see the module's docstring."""
+    doc = doc or load_disruptions(run)
+    settings = recovery_settings(run)
+    items = doc["disruptions"]
+    rows = run.rows.sort_values("sent_epoch", kind="stable")
+    sent = rows["sent_epoch"].to_numpy(dtype=float)
+    done = sent + rows["latency_ms"].to_numpy(dtype=float) / 1000
+    ok = rows["ok"].to_numpy() == 1
+    latency = rows["latency_ms"].to_numpy(dtype=float)
+    kinds = rows["failure_kind"].fillna("").astype(str).to_numpy()
+    epochs = np.array([float(item["epoch"]) for item in items])
+    window = np.searchsorted(epochs, sent, side="right")  # 0: steady, k: from disruption k
+    first_sent = float(sent.min())
+
+    steady_from = first_sent + (epochs[0] - first_sent) / 2 if len(epochs) else first_sent
+    steady_ok = latency[(window == 0) & ok & (sent >= steady_from)]
+    if steady_ok.size == 0:
+        raise RunError(f"{run.path}: no successful request in the second half of the time before the first "
+                       "disruption: no steady latency to recover to (start the first disruption later)")
+    p99, threshold = steady_threshold_ms(steady_ok, settings)
+    good = ok & (latency <= threshold)
+
+    records = []
+    for k in range(len(items) + 1):
+        mask = window == k
+        start = first_sent if k == 0 else epochs[k - 1]
+        rec = {"window": "steady (before the first disruption)" if k == 0 else items[k - 1]["label"],
+               "at_s": round(start - first_sent, 2), "sent": int(mask.sum()), "ok": int((mask & ok).sum()),
+               "failed": int((mask & ~ok).sum()),
+               "failure_kinds": _kinds(kinds[mask & ~ok]),
+               "worst_ok_latency_ms": float(latency[mask & ok].max()) if (mask & ok).any() else np.nan}
+        if k == 0:
+            rec.update(first_failure_s=np.nan, recovery_s=np.nan, recovered="", in_flight_failed=0, ready_again_s=np.nan)
+        else:
+            item = items[k - 1]
+            failed_sent = sent[mask & ~ok]
+            rec["first_failure_s"] = round(float(failed_sent.min() - start), 2) if failed_sent.size else np.nan
+            offset = recovery_offset_s(sent[mask] - start, good[mask], settings["consecutive_ok"])
+            rec["recovery_s"] = np.nan if offset is None else round(offset, 2)
+            last = k == len(items)
+            rec["recovered"] = ("no impact" if offset == 0.0 else "yes" if offset is not None
+                                else "not recovered (run ended)" if last else "not recovered (before next disruption)")
+            rec["in_flight_failed"] = int(((sent < start) & (done >= start) & ~ok).sum())
+            ready = item.get("readyz_ok_after_s")
+            rec["ready_again_s"] = np.nan if ready is None else float(ready)
+        records.append(rec)
+    table = pd.DataFrame(records, columns=list(COLUMNS))
+    total = {"window": "total", "at_s": np.nan, "sent": int(table["sent"].sum()), "ok": int(table["ok"].sum()),
+             "failed": int(table["failed"].sum()), "failure_kinds": _kinds(kinds[~ok]),
+             "worst_ok_latency_ms": float(latency[ok].max()) if ok.any() else np.nan}
+    table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)[list(COLUMNS)]
+    table.attrs.update(steady_p99_ms=p99, threshold_ms=threshold, **settings)
+    return table
+
+
+def _kinds(values: np.ndarray) -> str:
+    counts = pd.Series(values).value_counts()
+    return ", ".join(f"{kind} {n}" for kind, n in counts.items()) if len(counts) else ""
+
+
+def check_totals(run: Run, table: pd.DataFrame) -> list[str]:
+    """Problems with the accounting (empty when the windows add up to the run's counts)."""
+    total = table.iloc[-1]
+    problems = []
+    if not total["sent"] == total["ok"] + total["failed"]:
+        problems.append(f"sent {total['sent']} != ok {total['ok']} + failed {total['failed']}")
+    if total["sent"] != len(run.rows):
+        problems.append(f"windows hold {total['sent']} requests, the run {len(run.rows)}")
+    counts = run.info.get("counts") or {}
+    if counts.get("rows") is not None and counts["rows"] != total["sent"]:
+        problems.append(f"run.json counts {counts['rows']} rows, the windows {total['sent']}")
+    if run.dropped_rows:
+        problems.append(f"{run.dropped_rows} incomplete rows in requests.csv were left out")
+    return problems
+
+
+def format_table(table: pd.DataFrame) -> str:
+    shown = table.copy().astype(object)
+    shown.loc[shown["window"] == "total", ["recovered", "in_flight_failed"]] = ""
+    for col in ("at_s", "first_failure_s", "recovery_s", "ready_again_s", "worst_ok_latency_ms"):
+        shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
+    shown.loc[(table["window"] != "total") & table["ready_again_s"].isna() & (table.index > 0), "ready_again_s"] = "never"
+    shown.columns = ["window", "at (s)", "sent", "ok", "failed", "failure kinds", "first failure (s)",
+                     "recovery (s)", "recovered", "worst ok latency (ms)", "in-flight failed", "/readyz again (s)"]
+    return shown.to_markdown(index=False)
+
+
+def report_text(run: Run, table: pd.DataFrame, doc: dict) -> str:
+    a = table.attrs
+    problems = check_totals(run, table)
+    dist = (run.info.get("distribution") or {}).get("label")
+    res = run.info.get("resilience") or {}
+    lines = [f"# Resilience run {run.name}", "",
+             f"plan {res.get('plan', doc.get('plan'))}, target {doc.get('target')}"
+             + (f", server supervisor: {res.get('supervisor')}" if res.get("supervisor") else "")
+             + f"; load {dist}, request timeout {run.info.get('request_timeout_s')} s, {run.info.get('users')} users",
+             f"steady p99 {a['steady_p99_ms']:.1f} ms (exact, ok requests sent in the second half of the time before "
+             f"the first disruption); a request is good "
+             f"when ok within {a['threshold_ms']:.1f} ms = max({a['latency_factor']:g} x p99, {a['min_threshold_ms']:g} ms); "
+             f"recovered = {a['consecutive_ok']} good requests in a row (by send time) after the first bad one", "",
+             format_table(table), "",
+             "'at' is seconds since the first send. Other times are seconds from the disruption to the *send* of the request concerned; windows by send time. "
+             "'/readyz again' is when the service's readiness endpoint answered 200 again (polled twice a second).",
+             f"Service ready at the end of the run: {'yes' if doc.get('service_ready_at_end') else 'NO'}.",
+             "Accounting: " + ("the windows add up to the run's counts (sent = ok + failed)." if not problems
+                               else "; ".join(problems))]
+    for i, item in enumerate(doc["disruptions"], 1):
+        facts = [f"{key} {item[key]}" for key in ("pids_killed", "pids_stopped", "respawned_worker_pid",
+                                                 "respawned_worker_seen_after_s", "restarted_server_pid",
+                                                 "restarted_server_seen_after_s", "argv", "returncode", "error")
+                 if item.get(key) not in (None, [], "")]
+        lines.append(f"- {i}. {item['label']} at {item.get('offset_s')} s: " + ("; ".join(facts) or "done"))
+    return "\n".join(lines) + "\n"
+
+
+def write_report(run_dir: str | Path) -> dict:
+    """resilience.md, resilience.csv and resilience_timeline.png in the run folder."""
+    from .timeline import timeline_figure
+
+    run = load_run(run_dir)
+    doc = load_disruptions(run)
+    table = resilience_table(run, doc)
+    text = report_text(run, table, doc)
+    out = {"markdown": run.path / "resilience.md", "csv": run.path / "resilience.csv",
+           "figure": run.path / "resilience_timeline.png"}
+    out["markdown"].write_text(text)
+    table.to_csv(out["csv"], index=False)
+    timeline_figure(run, out["figure"])
+    return {**out, "text": text, "table": table}

@@ -1,0 +1,147 @@
+"""Carrying out one disruption and recording what was done: pids, signals, commands and their answers.
+
+Each function returns a JSON-ready record with ``epoch`` (when the disruption took effect)
+and ``events`` (the markers for the run's timeline). Nothing here decides whether the
+service recovered: the requests say that (analysis/resilience.py).
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+
+from .plan import Disruption
+from .server import LocalServer, signal_all, wait_until
+
+OUTPUT_TAIL_CHARS = 2000
+
+
+def kill_worker(server: LocalServer, d: Disruption) -> dict:
+    """kill -9 the first BentoML worker; BentoML's arbiter is expected to respawn it."""
+    workers = server.workers()
+    if not workers:
+        return _record(d, time.time(), error="no BentoML worker process found (is the server running?)")
+    victim = workers[0]
+    epoch = time.time()
+    killed = signal_all([victim], signal.SIGKILL)
+    record = _record(d, epoch, pids_killed=killed, workers_before=[w.pid for w in workers])
+    record["watch"] = _watch(lambda: _new_worker(server, {w.pid for w in workers}), epoch, "respawned_worker_pid")
+    return record
+
+
+def freeze_server(server: LocalServer, d: Disruption) -> dict:
+    """SIGSTOP every server process (a hang, not a crash); SIGCONT them after ``for_s`` seconds."""
+    procs = server.server_tree()
+    if not procs:
+        return _record(d, time.time(), error="no server process found (is the server running?)")
+    epoch = time.time()
+    stopped = signal_all(procs, signal.SIGSTOP)
+    time.sleep(d.for_s)
+    resumed_epoch = time.time()
+    resumed = signal_all(list(reversed(procs)), signal.SIGCONT)
+    return _record(d, epoch, pids_stopped=stopped, pids_resumed=resumed, resumed_epoch=resumed_epoch,
+                   extra_events=[{"epoch": resumed_epoch, "label": "SIGCONT"}])
+
+
+def kill_server(server: LocalServer, d: Disruption) -> dict:
+    """SIGKILL every server process, arbiter first: the server is gone, as a crashed container is."""
+    procs = server.server_tree()
+    if not procs:
+        return _record(d, time.time(), error="no server process found (is the server running?)")
+    old = {p.pid for p in procs}
+    epoch = time.time()
+    killed = signal_all(procs, signal.SIGKILL)
+    record = _record(d, epoch, pids_killed=killed, supervisor=server.supervisor)
+    record["watch"] = _watch(lambda: _new_server(server, old), epoch, "restarted_server_pid")
+    return record
+
+
+def run_command(d: Disruption, timeout_s: float, dry_run: bool = False) -> dict:
+    """Run the rendered command (no shell) with the user's kubectl context; its exit code and output, as they were."""
+    epoch = time.time()
+    if dry_run:
+        return _record(d, epoch, argv=list(d.argv), dry_run=True, returncode=None)
+    record = _record(d, epoch, argv=list(d.argv), dry_run=False)
+
+    def run():
+        try:
+            done = subprocess.run(list(d.argv), capture_output=True, text=True, timeout=timeout_s,
+                                  stdin=subprocess.DEVNULL)
+            record.update(returncode=done.returncode, stdout=done.stdout[-OUTPUT_TAIL_CHARS:],
+                          stderr=done.stderr[-OUTPUT_TAIL_CHARS:])
+        except subprocess.TimeoutExpired as err:
+            record.update(returncode=None, error=f"still running after {timeout_s:g} s: killed",
+                          stdout=_text(err.stdout), stderr=_text(err.stderr))
+        except OSError as err:
+            record.update(returncode=None, error=f"{type(err).__name__}: {err}")
+        record["finished_epoch"] = time.time()
+        record["duration_s"] = round(record["finished_epoch"] - epoch, 3)
+
+    # In a thread: a slow command (a control-plane restart) must not delay the next disruption's clock.
+    thread = threading.Thread(target=run, name=f"command-{d.label}", daemon=True)
+    thread.start()
+    record["_thread"] = thread
+    return record
+
+
+def watch_ready(url: str, since_epoch: float, deadline_epoch: float) -> dict:
+    """Poll ``url``/readyz twice a second until 200 or the deadline: when the service said it was ready again."""
+    def ready():
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    result = wait_until(ready, max(0.0, deadline_epoch - time.time()), every_s=0.5)
+    return {"readyz_ok_after_s": round(time.time() - since_epoch, 2) if result else None}
+
+
+def _new_worker(server: LocalServer, old: set[int]):
+    fresh = [w.pid for w in server.workers() if w.pid not in old]
+    return fresh[0] if fresh else None
+
+
+def _new_server(server: LocalServer, old: set[int]):
+    pid = server.server_pid()
+    return pid if pid is not None and pid not in old else None
+
+
+def _watch(find, epoch: float, key: str, timeout_s: float = 60.0) -> threading.Thread:
+    """Look, in the background, for the process that replaced a killed one; record when it appeared."""
+    result: dict = {}
+
+    def run():
+        found = wait_until(find, timeout_s)
+        result[key] = found
+        result[f"{key.rsplit('_pid', 1)[0]}_seen_after_s"] = round(time.time() - epoch, 2) if found else None
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.result = result  # type: ignore[attr-defined]
+    thread.start()
+    return thread
+
+
+def finish(record: dict, timeout_s: float = 5.0) -> dict:
+    """The record with its background observations merged in, ready for JSON."""
+    for key in ("watch", "_thread"):
+        thread = record.pop(key, None)
+        if thread is not None:
+            thread.join(timeout_s)
+            record.update(getattr(thread, "result", {}))
+            if thread.is_alive():
+                record.setdefault("error", "still running when the run ended")
+    return record
+
+
+def _record(d: Disruption, epoch: float, extra_events=(), **details) -> dict:
+    return {"action": d.action, "label": d.label, "planned_at_s": d.at_s, "for_s": d.for_s or None,
+            "epoch": epoch, "events": [{"epoch": epoch, "label": d.label}, *extra_events], **details}
+
+
+def _text(raw) -> str:
+    if raw is None:
+        return ""
+    return (raw.decode(errors="replace") if isinstance(raw, bytes) else raw)[-OUTPUT_TAIL_CHARS:]

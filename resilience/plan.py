@@ -1,0 +1,330 @@
+"""Disruption plans: small TOML files saying which disruption happens when, under which load.
+
+    name = "local-default"
+    target = "local"                      # local processes, or "k8s" (commands run with your kubectl context)
+    [load]                                # arrival-paced Locust load for the whole plan
+    arrival = "exponential"               # or "gamma" with shape = ...
+    mean_s = 0.2                          # mean gap between requests
+    duration_s = 110                      # how long the schedule of sends lasts
+    request_timeout_s = 5                 # a hung connection counts as a failure after this
+    users = 40                            # concurrent senders (enough to cover the hung requests)
+    seed = 0
+    [server]                              # local plans only
+    supervisor = "supervisord"            # or "none": a killed server stays dead
+    [recovery]
+    consecutive_ok = 10                   # N requests in a row by send time, all ok ...
+    latency_factor = 3.0                  # ... each within max(factor x steady p99, min_threshold_ms)
+    min_threshold_ms = 100.0
+    [[disruption]]
+    at_s = 20                             # seconds after the load starts
+    action = "kill-worker"                # kill-worker, freeze-server (for_s = ...), kill-server, command
+    label = "kill -9 one BentoML worker"  # optional: the timeline's marker
+
+Every error is one line naming the file, the field and what is accepted.
+"""
+from __future__ import annotations
+
+import math
+import shlex
+import string
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from arrivals import make_distribution
+
+PLANS_DIR = Path(__file__).resolve().parent / "plans"
+TARGETS = ("local", "k8s")
+SUPERVISORS = ("supervisord", "none")
+LOCAL_ACTIONS = ("kill-worker", "freeze-server", "kill-server")
+K8S_ACTIONS = ("command",)
+# Placeholders a command may use; each value is shell-quoted when substituted.
+PLACEHOLDERS = ("kubectl", "namespace", "deployment", "selector", "context")
+DEFAULT_LABELS = {"kill-worker": "kill -9 one BentoML worker", "freeze-server": "SIGSTOP the server",
+                  "kill-server": "kill -9 the whole server"}
+
+
+class PlanError(ValueError):
+    """A plan that cannot run; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Load:
+    arrival: str = "exponential"
+    shape: float | None = None
+    mean_s: float = 0.2
+    duration_s: float = 60.0
+    request_timeout_s: float = 5.0
+    users: int = 40
+    seed: int = 0
+
+    @property
+    def distribution(self):
+        return make_distribution(self.arrival, self.mean_s, self.shape)
+
+
+@dataclass(frozen=True)
+class Recovery:
+    consecutive_ok: int = 10
+    latency_factor: float = 3.0
+    min_threshold_ms: float = 100.0
+
+
+@dataclass(frozen=True)
+class Kubernetes:
+    namespace: str = "default"
+    deployment: str = "burstbench"
+    selector: str = "app=burstbench"
+    context: str = ""            # empty: kubectl's current context
+    url: str = ""                # where the load goes (NodePort, LoadBalancer or port-forward)
+    command_timeout_s: float = 120.0
+
+    def values(self) -> dict[str, str]:
+        kubectl = "kubectl" + (f" --context {shlex.quote(self.context)}" if self.context else "")
+        return {"kubectl": kubectl, "namespace": shlex.quote(self.namespace),
+                "deployment": shlex.quote(self.deployment), "selector": shlex.quote(self.selector),
+                "context": shlex.quote(self.context)}
+
+
+@dataclass(frozen=True)
+class Disruption:
+    at_s: float
+    action: str
+    label: str
+    for_s: float = 0.0          # freeze-server: seconds between SIGSTOP and SIGCONT
+    command: str = ""           # command: the template as written in the plan
+    argv: tuple[str, ...] = ()  # command: the rendered command line, split as the shell would
+
+    @property
+    def command_line(self) -> str:
+        return shlex.join(self.argv)
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    path: Path
+    target: str
+    description: str
+    load: Load
+    recovery: Recovery
+    supervisor: str
+    kubernetes: Kubernetes
+    disruptions: tuple[Disruption, ...] = field(default_factory=tuple)
+
+    def render(self) -> str:
+        """What the plan would do, one line per step; nothing is run."""
+        lines = [f"plan {self.name} ({self.path}): target {self.target}",
+                 f"load: {self.load.distribution}, {self.load.duration_s:g} s, request timeout "
+                 f"{self.load.request_timeout_s:g} s, {self.load.users} users, seed {self.load.seed}"]
+        if self.target == "local":
+            lines.append(f"server: {'under supervisord (autorestart=true)' if self.supervisor == 'supervisord' else 'no supervisor'}")
+        else:
+            k = self.kubernetes
+            lines.append(f"cluster: namespace {k.namespace}, deployment {k.deployment}, selector {k.selector}, "
+                         f"context {k.context or '(kubectl current context)'}, load to {k.url or '(--host)'}")
+        for i, d in enumerate(self.disruptions, 1):
+            what = {"kill-worker": "kill -9 one worker process of the server (BentoML respawns it)",
+                    "freeze-server": f"SIGSTOP every server process, SIGCONT after {d.for_s:g} s",
+                    "kill-server": "kill -9 every server process (arbiter and workers)",
+                    "command": d.command_line}[d.action]
+            lines.append(f"{i}. at {d.at_s:g} s: {d.label}: {what}")
+        return "\n".join(lines)
+
+
+def plan_path(name_or_path: str) -> Path:
+    """A shipped plan by name (``local-default``) or a TOML file by path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise PlanError(f"{path}: no such plan file")
+        return path
+    shipped = PLANS_DIR / f"{name_or_path}.toml"
+    if not shipped.is_file():
+        raise PlanError(f"plan {name_or_path!r} not found: give a .toml file or one of {', '.join(shipped_plans())}")
+    return shipped
+
+
+def shipped_plans() -> list[str]:
+    return sorted(p.stem for p in PLANS_DIR.glob("*.toml"))
+
+
+def load_plan(name_or_path: str) -> Plan:
+    path = plan_path(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise PlanError(f"{path}: not valid TOML ({err})") from None
+    return parse_plan(raw, path)
+
+
+def parse_plan(raw: dict, path: Path) -> Plan:
+    f = _Fields(path)
+    f.only(raw, "", ("name", "target", "description", "load", "server", "recovery", "kubernetes", "disruption"))
+    target = f.choice(raw, "target", TARGETS, default=None)
+    load_raw = f.table(raw, "load")
+    f.only(load_raw, "load.", ("arrival", "shape", "mean_s", "duration_s", "request_timeout_s", "users", "seed"))
+    d = Load()
+    load = Load(
+        arrival=f.choice(load_raw, "load.arrival", ("exponential", "gamma"), d.arrival),
+        shape=f.number(load_raw, "load.shape", None, lambda v: 0 < v < math.inf, "a number > 0"),
+        mean_s=f.number(load_raw, "load.mean_s", d.mean_s, lambda v: 0.001 <= v <= 60, "a number of seconds in [0.001, 60]"),
+        duration_s=f.number(load_raw, "load.duration_s", d.duration_s, lambda v: 1 <= v <= 86400,
+                            "a number of seconds in [1, 86400]"),
+        request_timeout_s=f.number(load_raw, "load.request_timeout_s", d.request_timeout_s, lambda v: 0 < v <= 600,
+                                   "a number of seconds in (0, 600]"),
+        users=f.integer(load_raw, "load.users", d.users, 1, 10_000),
+        seed=f.integer(load_raw, "load.seed", d.seed, 0, 2**63 - 1),
+    )
+    if (load.arrival == "gamma") != (load.shape is not None):
+        raise PlanError(f"{path}: load.shape is required with load.arrival = \"gamma\" and only then (a number > 0)")
+    rec_raw = f.table(raw, "recovery")
+    f.only(rec_raw, "recovery.", ("consecutive_ok", "latency_factor", "min_threshold_ms"))
+    r = Recovery()
+    recovery = Recovery(
+        consecutive_ok=f.integer(rec_raw, "recovery.consecutive_ok", r.consecutive_ok, 1, 10_000),
+        latency_factor=f.number(rec_raw, "recovery.latency_factor", r.latency_factor, lambda v: 1 <= v <= 1000,
+                                "a number in [1, 1000]"),
+        min_threshold_ms=f.number(rec_raw, "recovery.min_threshold_ms", r.min_threshold_ms, lambda v: 0 <= v <= 600_000,
+                                  "a number of milliseconds in [0, 600000]"),
+    )
+    server_raw = f.table(raw, "server")
+    k8s_raw = f.table(raw, "kubernetes")
+    if target == "local":
+        f.only(server_raw, "server.", ("supervisor",))
+        if k8s_raw:
+            raise PlanError(f"{path}: [kubernetes] applies only to target = \"k8s\"")
+    else:
+        if server_raw:
+            raise PlanError(f"{path}: [server] applies only to target = \"local\" (the cluster runs the server)")
+    supervisor = f.choice(server_raw, "server.supervisor", SUPERVISORS, "supervisord") if target == "local" else "none"
+    f.only(k8s_raw, "kubernetes.", ("namespace", "deployment", "selector", "context", "url", "command_timeout_s"))
+    k = Kubernetes()
+    kubernetes = Kubernetes(
+        namespace=f.text(k8s_raw, "kubernetes.namespace", k.namespace),
+        deployment=f.text(k8s_raw, "kubernetes.deployment", k.deployment),
+        selector=f.text(k8s_raw, "kubernetes.selector", k.selector),
+        context=f.text(k8s_raw, "kubernetes.context", k.context, allow_empty=True),
+        url=f.text(k8s_raw, "kubernetes.url", k.url, allow_empty=True),
+        command_timeout_s=f.number(k8s_raw, "kubernetes.command_timeout_s", k.command_timeout_s,
+                                   lambda v: 0 < v <= 3600, "a number of seconds in (0, 3600]"),
+    )
+    disruptions = _disruptions(f, raw.get("disruption"), target, load, kubernetes)
+    name = f.text(raw, "name", path.stem)
+    return Plan(name=name, path=path, target=target, description=f.text(raw, "description", "", allow_empty=True),
+                load=load, recovery=recovery, supervisor=supervisor, kubernetes=kubernetes, disruptions=disruptions)
+
+
+def _disruptions(f: "_Fields", raw, target: str, load: Load, kubernetes: Kubernetes) -> tuple[Disruption, ...]:
+    path = f.path
+    if not isinstance(raw, list) or not raw:
+        raise PlanError(f"{path}: needs at least one [[disruption]] with at_s and action")
+    actions = LOCAL_ACTIONS if target == "local" else K8S_ACTIONS
+    out: list[Disruption] = []
+    for i, item in enumerate(raw):
+        where = f"disruption[{i}]."
+        if not isinstance(item, dict):
+            raise PlanError(f"{path}: disruption[{i}] must be a table ([[disruption]])")
+        f.only(item, where, ("at_s", "action", "label", "for_s", "command"))
+        if "at_s" not in item:
+            raise PlanError(f"{path}: {where}at_s is required (seconds after the load starts, in (0, load.duration_s))")
+        at_s = f.number(item, f"{where}at_s", None, lambda v: 0 < v < load.duration_s,
+                        f"a number of seconds in (0, {load.duration_s:g}) (inside load.duration_s)")
+        action = f.choice(item, f"{where}action", actions, default=None)
+        for_s = 0.0
+        if action == "freeze-server":
+            for_s = f.number(item, f"{where}for_s", None, lambda v: 0 < v <= 3600, "a number of seconds in (0, 3600]")
+            if for_s is None:
+                raise PlanError(f"{path}: {where}for_s is required for freeze-server (seconds frozen, in (0, 3600])")
+        elif "for_s" in item:
+            raise PlanError(f"{path}: {where}for_s applies only to action = \"freeze-server\"")
+        command, argv = "", ()
+        if action == "command":
+            command = f.text(item, f"{where}command", None)
+            if command is None:
+                raise PlanError(f"{path}: {where}command is required for action = \"command\"")
+            argv = render_command(command, kubernetes, f"{path}: {where}command")
+        elif "command" in item:
+            raise PlanError(f"{path}: {where}command applies only to action = \"command\" (target k8s)")
+        label = f.text(item, f"{where}label", DEFAULT_LABELS.get(action) or (argv[0] if argv else action))
+        if out:
+            prev = out[-1]
+            if at_s <= prev.at_s + prev.for_s:
+                ends = f"ends at {prev.at_s + prev.for_s:g} s" if prev.for_s else f"is at {prev.at_s:g} s"
+                raise PlanError(f"{path}: {where}at_s = {at_s:g} must come after the previous disruption, which {ends} "
+                                "(disruptions in time order, one at a time)")
+        if at_s + for_s >= load.duration_s:
+            raise PlanError(f"{path}: {where}for_s = {for_s:g} s from at_s = {at_s:g} s ends after load.duration_s = "
+                            f"{load.duration_s:g} s")
+        out.append(Disruption(at_s=at_s, action=action, label=label, for_s=for_s, command=command, argv=argv))
+    return tuple(out)
+
+
+def render_command(template: str, kubernetes: Kubernetes, where: str) -> tuple[str, ...]:
+    """The template's placeholders filled in (each value shell-quoted), split as the shell would split it."""
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as err:
+        raise PlanError(f"{where}: {err} (write a literal brace as {{{{ or }}}})") from None
+    unknown = sorted(n for n in names if n not in PLACEHOLDERS)
+    if unknown:
+        raise PlanError(f"{where}: unknown placeholder {{{unknown[0]}}}; accepted: "
+                        + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS))
+    try:
+        argv = tuple(shlex.split(template.format(**kubernetes.values())))
+    except ValueError as err:
+        raise PlanError(f"{where}: cannot be split into arguments ({err})") from None
+    if not argv:
+        raise PlanError(f"{where}: is empty")
+    return argv
+
+
+class _Fields:
+    """Typed reads of TOML fields, each failing with one line naming the field and the accepted values."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def only(self, table: dict, prefix: str, known: tuple[str, ...]) -> None:
+        for key in table:
+            if key not in known:
+                raise PlanError(f"{self.path}: unknown field {prefix}{key}; accepted: "
+                                + ", ".join(prefix + k for k in known))
+
+    def table(self, raw: dict, key: str) -> dict:
+        value = raw.get(key, {})
+        if not isinstance(value, dict):
+            raise PlanError(f"{self.path}: {key} must be a table ([{key}])")
+        return value
+
+    def _leaf(self, key: str) -> str:
+        return key.rsplit(".", 1)[-1]
+
+    def choice(self, raw: dict, key: str, accepted: tuple[str, ...], default):
+        value = raw.get(self._leaf(key), default)
+        if value not in accepted:
+            got = "missing" if value is None else f"got {value!r}"
+            raise PlanError(f"{self.path}: {key} must be one of {', '.join(accepted)} ({got})")
+        return value
+
+    def number(self, raw: dict, key: str, default, check, accepted: str):
+        value = raw.get(self._leaf(key), default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not check(float(value)):
+            raise PlanError(f"{self.path}: {key} must be {accepted} (got {value!r})")
+        return float(value)
+
+    def integer(self, raw: dict, key: str, default: int, low: int, high: int) -> int:
+        value = raw.get(self._leaf(key), default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise PlanError(f"{self.path}: {key} must be an integer in [{low}, {high}] (got {value!r})")
+        return value
+
+    def text(self, raw: dict, key: str, default, allow_empty: bool = False):
+        value = raw.get(self._leaf(key), default)
+        if value is None:
+            return None
+        if not isinstance(value, str) or (not allow_empty and not value.strip()):
+            raise PlanError(f"{self.path}: {key} must be a non-empty string (got {value!r})")
+        return value
