@@ -1,0 +1,426 @@
+"""``python -m locustfiles.sweep``: step the offered load up past saturation, per arrival process.
+
+For each batching setting (on, off) the bundled service is started once. A light-load step
+(Poisson at ``--probe-rate``) measures the service time's mean and variance (Kingman's E[S]
+and cs^2) and so the capacity estimate 1/E[S]; the rate grid is fractions of it (or
+``--rates``). Then, for each arrival process, open-loop steps (``--pacing arrival``, mean gap
+1/rate) run one Locust run each, from light load up until the process is past saturation.
+Each step is an ordinary run folder under ``results/<UTC>-sweep/``; ``sweep.json`` records the
+plan and every step, and ``python -m analysis.sweep`` turns it into tables and the figure.
+
+    python -m locustfiles.sweep [--variant onnx-fp32] [--batching on,off] [--slo-p99-ms 500]
+    python -m locustfiles.sweep --rates 2,4,8,12 --processes extreme --batching off
+
+Step length (MLPerf server style, minimum count and duration): each step sends at least
+``--min-requests`` requests and its drawn schedule lasts at least ``--min-duration`` seconds
+(the request count is raised until the drawn schedule is that long). Stepping a process stops
+after the first step that is saturated (achieved rate < ``--saturation`` of the scheduled
+rate, or more than ``--max-failed-share`` failed) or whose schedule-corrected p99 exceeds
+``--stop-p99-multiple`` times the SLO.
+
+Users: open-loop senders never limit the offered rate while one is free. Each step gets
+ceil(rate * ``--users-horizon``) users (at least ``--min-users``, at most ``--max-users``):
+enough for every request of the last ``--users-horizon`` seconds to be in flight at once
+(Little's law). The step table shows the most requests ever in flight beside the users.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from arrivals import SCENARIOS, ArrivalSchedule, scenario  # noqa: E402
+from arrivals.trace import Trace  # noqa: E402
+from locustfiles.__main__ import DEFAULT_MODEL, LOCUSTFILE, stop, wait_ready  # noqa: E402
+from locustfiles.progress import format_duration  # noqa: E402
+from locustfiles.recording import make_run_dir  # noqa: E402
+from locustfiles.run_info import git_commit, machine  # noqa: E402
+
+STEP_OVERHEAD_S = 5.0  # Locust start-up and text loading per step, measured about 3-5 s here
+MAX_FIND_N_TRIES = 12
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m locustfiles.sweep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variant", default="onnx-fp32", help="served model variant (default onnx-fp32)")
+    p.add_argument("--batching", default="on,off", help="on, off or on,off (default on,off)")
+    p.add_argument("--slo-p99-ms", default="500", help="SLO bound on schedule-corrected p99 in ms (default 500)")
+    p.add_argument("--processes", default=",".join(SCENARIOS), help="arrival processes (default steady,moderate,extreme)")
+    p.add_argument("--trace", default=None, help="a CSV of timestamps: sweep this trace instead of the processes")
+    p.add_argument("--trace-column", default="timestamp", help="the trace's timestamp column (default timestamp)")
+    p.add_argument("--rates", default=None, help="offered rates in req/s, e.g. 2,4,8 (default: from the light-load step)")
+    p.add_argument("--grid-start", default="0.4", help="first rate as a fraction of 1/E[S] (default 0.4)")
+    p.add_argument("--grid-factor", default="1.3", help="each next rate is this times the last (default 1.3)")
+    p.add_argument("--max-steps", default="10", help="most steps per process (default 10)")
+    p.add_argument("--probe-rate", default="3", help="light-load step rate in req/s (default 3)")
+    p.add_argument("--probe-requests", default="100", help="light-load step requests (default 100)")
+    p.add_argument("--min-requests", default="200", help="a valid step sends at least this many (default 200)")
+    p.add_argument("--min-duration", default="15", help="a valid step's schedule lasts at least this, s (default 15)")
+    p.add_argument("--max-requests", default="5000", help="cap on requests per step (default 5000)")
+    p.add_argument("--saturation", default="0.9", help="saturated when achieved < this x scheduled rate (default 0.9)")
+    p.add_argument("--max-failed-share", default="0.05", help="saturated when more failed (default 0.05)")
+    p.add_argument("--stop-p99-multiple", default="4", help="stop when corrected p99 > this x SLO (default 4)")
+    p.add_argument("--users-horizon", default="10", help="users = rate x this many seconds (default 10)")
+    p.add_argument("--min-users", default="16")
+    p.add_argument("--max-users", default="1000")
+    p.add_argument("--request-timeout", default="30", help="seconds before a request counts as timed out")
+    p.add_argument("--seed", default="0", help="step k uses seed + k")
+    p.add_argument("--port", default="3000")
+    p.add_argument("--model", type=Path, default=None, help="model folder (default: build the untrained default)")
+    p.add_argument("--results-dir", type=Path, default=REPO_ROOT / "results")
+    p.add_argument("--ready-timeout", default="300", help="seconds to wait for /readyz")
+    return p.parse_args(argv)
+
+
+def _num(flag, raw, convert, accepted, check):
+    try:
+        value = convert(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{flag} must be {accepted} (got {raw!r})") from None
+    if not check(value):
+        raise ValueError(f"{flag} must be {accepted} (got {raw!r})")
+    return value
+
+
+def _pos(flag, raw):
+    return _num(flag, raw, float, "a number > 0", lambda v: 0 < v < math.inf)
+
+
+def _int(flag, raw, low):
+    return _num(flag, raw, int, f"an integer >= {low}", lambda v: v >= low)
+
+
+def make_plan(args) -> dict:
+    """Every flag validated, before the model is built or the service started."""
+    batching = [b.strip() for b in args.batching.split(",") if b.strip()]
+    if not batching or any(b not in ("on", "off") for b in batching) or len(set(batching)) != len(batching):
+        raise ValueError(f"--batching must be on, off or on,off (got {args.batching!r})")
+    if args.trace is not None:
+        trace = Trace.load(args.trace, args.trace_column)  # one-line ValueError for a bad file or column
+        processes = [{"name": "trace", "kind": "trace", "shape": None, "ca2": trace.cv ** 2,
+                      "trace": str(Path(args.trace).resolve()), "trace_column": trace.column,
+                      "timestamps": len(trace), "label": f"trace {Path(args.trace).name}, cv={trace.cv:.2f}"}]
+    else:
+        names = [n.strip() for n in args.processes.split(",") if n.strip()]
+        if not names:
+            raise ValueError(f"--processes must list some of {', '.join(SCENARIOS)} (got {args.processes!r})")
+        processes = []
+        for name in names:
+            dist = scenario(name) if name in SCENARIOS else None
+            if dist is None:
+                raise ValueError(f"--processes: each must be one of {', '.join(SCENARIOS)} (got {name!r})")
+            processes.append({"name": name, "kind": dist.kind, "shape": dist.shape, "ca2": None,
+                              "label": f"{dist.kind}" + (f" a={dist.shape:g}" if dist.kind == "gamma" else "")
+                              + f", cv={dist.cv:.2f}"})
+    rates = None
+    if args.rates is not None:
+        try:
+            rates = sorted({float(r) for r in args.rates.split(",") if r.strip()})
+        except ValueError:
+            rates = None
+        if not rates or any(not 0 < r < math.inf for r in rates):
+            raise ValueError(f"--rates must be a comma-separated list of rates in req/s > 0, e.g. 2,4,8 (got {args.rates!r})")
+    port = _num("--port", args.port, int, "an integer in [1, 65535]", lambda v: 1 <= v <= 65535)
+    import socket
+
+    with socket.socket() as sock:
+        if sock.connect_ex(("127.0.0.1", port)) == 0:
+            raise ValueError(f"--port {port}: something already listens on 127.0.0.1:{port}; choose another PORT=")
+    plan = {
+        "variant": args.variant, "batching": batching, "processes": processes, "rates": rates,
+        "slo_p99_ms": _pos("--slo-p99-ms", args.slo_p99_ms),
+        "grid_start": _pos("--grid-start", args.grid_start),
+        "grid_factor": _num("--grid-factor", args.grid_factor, float, "a number > 1", lambda v: 1 < v < math.inf),
+        "max_steps": _num("--max-steps", args.max_steps, int, "an integer in [1, 50]", lambda v: 1 <= v <= 50),
+        "probe_rate": _pos("--probe-rate", args.probe_rate),
+        "probe_requests": _int("--probe-requests", args.probe_requests, 20),
+        "min_requests": _int("--min-requests", args.min_requests, 1),
+        "min_duration_s": _num("--min-duration", args.min_duration, float, "a number of seconds >= 0",
+                               lambda v: 0 <= v < math.inf),
+        "max_requests": _int("--max-requests", args.max_requests, 1),
+        "saturation_ratio": _num("--saturation", args.saturation, float, "a number in (0, 1]", lambda v: 0 < v <= 1),
+        "max_failed_share": _num("--max-failed-share", args.max_failed_share, float, "a number in [0, 1)",
+                                 lambda v: 0 <= v < 1),
+        "stop_p99_multiple": _num("--stop-p99-multiple", args.stop_p99_multiple, float, "a number >= 1",
+                                  lambda v: 1 <= v < math.inf),
+        "users_horizon_s": _pos("--users-horizon", args.users_horizon),
+        "min_users": _int("--min-users", args.min_users, 1),
+        "max_users": _int("--max-users", args.max_users, 1),
+        "request_timeout_s": _num("--request-timeout", args.request_timeout, float, "a number of seconds in (0, 3600]",
+                                  lambda v: 0 < v <= 3600),
+        "seed": _int("--seed", args.seed, 0),
+        "port": port,
+        "ready_timeout_s": _pos("--ready-timeout", args.ready_timeout),
+    }
+    if plan["max_requests"] < plan["min_requests"]:
+        raise ValueError(f"--max-requests must be >= --min-requests ({plan['min_requests']}) (got {args.max_requests!r})")
+    if plan["max_users"] < plan["min_users"]:
+        raise ValueError(f"--max-users must be >= --min-users ({plan['min_users']}) (got {args.max_users!r})")
+    return plan
+
+
+# -- step sizing -----------------------------------------------------------------------
+def step_requests(process: dict, rate: float, seed: int, plan: dict) -> int:
+    """Requests for one step: >= min_requests and a drawn schedule lasting >= min_duration_s.
+
+    For the generated processes the schedule Locust will draw (same distribution, seed and count)
+    is drawn here too, so the duration is exact, not expected. A trace (rescaled to the mean gap
+    1/rate) is replayed from its start, and has only so many timestamps.
+    """
+    n = max(plan["min_requests"], math.ceil(rate * plan["min_duration_s"]))
+    cap = plan["max_requests"]
+    if process["kind"] == "trace":
+        trace = Trace.load(process["trace"], process["trace_column"], 1.0 / rate)
+        cap = min(cap, len(trace))
+        draw = trace.schedule
+    else:
+        dist = scenario(process["name"], 1.0 / rate)
+        draw = lambda n: ArrivalSchedule.draw(dist, n, seed)  # noqa: E731
+    for _ in range(MAX_FIND_N_TRIES):
+        n = min(n, cap)
+        offsets = draw(n).offsets_s
+        span = float(offsets[-1] - offsets[0]) if n > 1 else 0.0
+        if span >= plan["min_duration_s"] or n >= cap:
+            return n
+        n = math.ceil(n * plan["min_duration_s"] / max(span, 1e-9) * 1.02) + 1
+    return n
+
+
+def step_users(rate: float, plan: dict) -> int:
+    return int(min(plan["max_users"], max(plan["min_users"], math.ceil(rate * plan["users_horizon_s"]))))
+
+
+def rate_grid(plan: dict, capacity_rps: float) -> list[float]:
+    if plan["rates"] is not None:
+        return list(plan["rates"])
+    return [round(capacity_rps * plan["grid_start"] * plan["grid_factor"] ** k, 3) for k in range(plan["max_steps"])]
+
+
+# -- running ---------------------------------------------------------------------------
+class Sweep:
+    """The sweep folder and its sweep.json, rewritten after every step so an interrupted sweep is analysable."""
+
+    def __init__(self, plan: dict, results_dir: Path, argv: list[str]):
+        self.dir = make_run_dir(results_dir, "sweep")
+        self.data = {"name": self.dir.name, "status": "running", "argv": argv,
+                     "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     "plan": plan, "service": {}, "steps": [], "git": git_commit(), "machine": machine()}
+        self.save()
+
+    def save(self):
+        (self.dir / "sweep.json").write_text(json.dumps(self.data, indent=2, default=str) + "\n")
+
+
+def log(message: str) -> None:
+    print(f"[sweep] {message}", file=sys.stderr, flush=True)
+
+
+def run_step(sweep: Sweep, url: str, batching: str, process: dict, kind: str, step: int, rate: float,
+             requests: int, seed: int, plan: dict) -> dict:
+    """One Locust run; returns its record (run_dir relative to the sweep folder, or None)."""
+    users = step_users(rate, plan)
+    parent = sweep.dir / f"batching-{batching}" / (process["name"] if kind == "step" else "probe")
+    parent.mkdir(parents=True, exist_ok=True)
+    run_name = f"{kind}{step:02d}-{rate:g}rps"
+    record = {"batching": batching, "process": process["name"], "kind": kind, "step": step, "rate_per_s": rate,
+              "requests": requests, "users": users, "seed": seed, "shape": process["shape"], "ca2": process["ca2"],
+              "run_dir": None, "locust_rc": None}
+    sweep.data["steps"].append(record)
+    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary", "--host", url,
+           "-u", str(users), "-r", str(users), "--mean", f"{1.0 / rate:.9g}", "--requests", str(requests),
+           "--seed", str(seed), "--pacing", "arrival", "--results-dir", str(parent), "--run-name", run_name,
+           "--request-timeout", f"{plan['request_timeout_s']:g}", "--progress-every", "10"]
+    cmd += (["--trace", process["trace"], "--trace-column", process["trace_column"]] if process["kind"] == "trace"
+            else ["--scenario", process["name"]])
+    before = set(parent.iterdir())
+    expected_s = requests / rate
+    log(f"batching {batching} | {process['name']} ({process['label']}) | {kind} {step}: {rate:g} req/s offered, "
+        f"{requests} requests, {users} users, about {format_duration(expected_s + STEP_OVERHEAD_S)}")
+    # Deadline: the schedule, then every request may still take its full timeout, then start-up.
+    deadline_s = expected_s + plan["request_timeout_s"] + 120
+    with tempfile.NamedTemporaryFile("w+", prefix="burstbench-locust-", suffix=".log", delete=False) as out:
+        locust = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            record["locust_rc"] = locust.wait(timeout=deadline_s)
+        except subprocess.TimeoutExpired:
+            log(f"Locust still running after {deadline_s:.0f} s: interrupting it (its rows are kept)")
+            locust.send_signal(signal.SIGINT)
+            try:
+                record["locust_rc"] = locust.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                locust.kill()
+                record["locust_rc"] = locust.wait(timeout=10)
+    created = sorted(set(parent.iterdir()) - before)
+    if created:
+        run_dir = created[-1]
+        Path(out.name).replace(run_dir / "locust.log")
+        record["run_dir"] = str(run_dir.relative_to(sweep.dir))
+    else:
+        tail = Path(out.name).read_text()[-2000:]
+        log(f"Locust created no run folder (exit {record['locust_rc']}); its output:\n{tail}")
+    sweep.save()
+    return record
+
+
+def _post_text(url: str, text: str, timeout_s: float = 60.0) -> None:
+    req = urllib.request.Request(f"{url}/analyze-sentiment", data=json.dumps({"text": text}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+        resp.read()
+
+
+def warm_up(url: str, sequential: int = 10, burst: int = 32, bursts: int = 2) -> None:
+    """Unrecorded requests before the light-load step: the first answers of a fresh service (session
+    set-up, memory arenas, first batch of each size) are several times slower than the rest."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [f"warm-up request {i}: the service should be fast after this one." for i in range(burst)]
+    try:
+        for i in range(sequential):
+            _post_text(url, texts[i % burst])
+        with ThreadPoolExecutor(max_workers=burst) as pool:
+            for _ in range(bursts):
+                list(pool.map(lambda t: _post_text(url, t), texts))
+    except OSError as err:
+        log(f"warm-up request failed ({type(err).__name__}: {err}); going on")
+
+
+def settle(url: str, service: dict | None, limit_s: float = 60.0) -> None:
+    """After an overloaded step the service may still be working off abandoned requests: wait until
+    one request is answered about as fast as at light load (bounded), so the next step starts idle."""
+    target_ms = 3 * service["mean_ms"] + 50 if service else 500
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        t0 = time.perf_counter()
+        try:
+            _post_text(url, "settle", timeout_s=30)
+            if (time.perf_counter() - t0) * 1000 <= target_ms:
+                return
+        except OSError:
+            pass
+        time.sleep(1.0)
+    log(f"the service did not answer within {target_ms:.0f} ms for {limit_s:.0f} s after the last step; going on")
+
+
+def sweep_batching(sweep: Sweep, batching: str, model: Path, plan: dict, interrupted) -> int:
+    """Serve with this batching setting, probe, step every process; 0, or 3 when the service failed."""
+    from analysis.runs import load_run
+    from analysis.sweep import past_saturation, service_time_stats, step_metrics
+
+    url = f"http://127.0.0.1:{plan['port']}"
+    serve_cmd = [sys.executable, "-m", "service", "serve", "--port", str(plan["port"]), "--model", str(model),
+                 "--variant", plan["variant"], "--batching", batching]
+    log_path = sweep.dir / f"service-batching-{batching}.log"
+    log(f"batching {batching}: starting the service on {url} (log: {log_path})")
+    with log_path.open("w") as service_log:
+        server = subprocess.Popen(serve_cmd, cwd=REPO_ROOT, stdout=service_log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        try:
+            try:
+                log(f"service ready after {wait_ready(url, server, plan['ready_timeout_s']):.1f} s")
+            except RuntimeError as err:
+                log(f"{err}\n--- service log (tail) ---\n{log_path.read_text()[-3000:]}")
+                return 3
+            warm_up(url)
+            probe_process = {"name": "steady", "kind": "exponential", "shape": 1.0, "ca2": None,
+                             "label": "exponential, cv=1.00"}
+            record = run_step(sweep, url, batching, probe_process, "probe", 0, plan["probe_rate"],
+                              plan["probe_requests"], plan["seed"], plan)
+            if record["run_dir"] is None or interrupted():
+                return 0
+            service = service_time_stats(load_run(sweep.dir / record["run_dir"]).rows)
+            sweep.data["service"][batching] = service
+            sweep.save()
+            rates = rate_grid(plan, service["capacity_rps"])
+            log(f"light load: E[S] {service['mean_ms']:.2f} ms, cs^2 {service['cs2']:.3f} "
+                f"({service['samples']} requests), capacity estimate 1/E[S] = {service['capacity_rps']:.1f} req/s; "
+                f"rates {', '.join(f'{r:g}' for r in rates)}")
+            for process in plan["processes"]:
+                for k, rate in enumerate(rates, start=1):
+                    if server.poll() is not None:
+                        log(f"the service exited (code {server.returncode}); see {log_path}")
+                        return 3
+                    seed = plan["seed"] + k
+                    record = run_step(sweep, url, batching, process, "step", k, rate,
+                                      step_requests(process, rate, seed, plan), seed, plan)
+                    if interrupted() or record["run_dir"] is None:
+                        return 0
+                    row = step_metrics(sweep.dir / record["run_dir"], record, plan, service)
+                    verdict = "SLO met" if row["meets_slo"] else "SLO missed" if row["valid"] else "invalid step"
+                    log(f"  -> achieved {row['achieved_rps']:.2f} req/s, corrected p99 {row['corr_p99_ms']:.0f} ms, "
+                        f"failed {row['failed']}, lateness p99 {row['lateness_p99_ms']:.1f} ms, "
+                        f"mean batch {row['batch_mean']:.2f}: {verdict}")
+                    if past_saturation(row, plan):
+                        record["stopped_here"] = True
+                        sweep.save()
+                        log(f"  {process['name']} is past saturation at {rate:g} req/s: next process")
+                        settle(url, service)
+                        break
+        finally:
+            stop(server)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        plan = make_plan(args)
+    except ValueError as err:
+        print(f"python -m locustfiles.sweep: {err}", file=sys.stderr)
+        return 2
+    model = args.model
+    if model is None:
+        subprocess.run([sys.executable, "-m", "service", "build-model", "--out", str(DEFAULT_MODEL),
+                        "--variants", plan["variant"]], cwd=REPO_ROOT, check=True)
+        model = DEFAULT_MODEL
+    plan["model"] = str(Path(model).resolve())
+    plan["model_name"] = Path(model).name
+    sweep = Sweep(plan, args.results_dir, sys.argv)
+    log(f"sweep folder {sweep.dir}")
+    stopped = {"flag": False}
+
+    def on_sigint(*_):  # Locust (same terminal) stops its step itself; we stop stepping after it
+        stopped["flag"] = True
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    started = time.monotonic()
+    rc = 0
+    try:
+        for batching in plan["batching"]:
+            rc = sweep_batching(sweep, batching, Path(model), plan, lambda: stopped["flag"])
+            if rc or stopped["flag"]:
+                break
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        sweep.data["status"] = "interrupted" if stopped["flag"] else "failed" if rc else "complete"
+        sweep.data["elapsed_s"] = round(time.monotonic() - started, 1)
+        sweep.save()
+    log(f"{sweep.data['status']} after {format_duration(sweep.data['elapsed_s'])}")
+    from analysis.runs import RunError
+    from analysis.sweep import write_sweep_report
+
+    try:
+        text, files = write_sweep_report(sweep.dir)
+    except (RunError, ValueError) as err:
+        print(f"python -m locustfiles.sweep: nothing to analyse: {err}", file=sys.stderr)
+        return rc or 4
+    print(text)
+    print("written: " + ", ".join(str(f) for f in files))
+    return 130 if stopped["flag"] else rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
