@@ -88,5 +88,14 @@ HOST ?=
 resilience: install
 	$(PY) -m resilience run --plan $(PLAN) $(if $(TARGET),--target $(TARGET)) $(if $(HOST),--host $(HOST))
 
+# Capacity sweep: open-loop steps up past saturation per arrival process, batching on and off
+# (default model, onnx-fp32, 2 CPU cores: about 20-25 min). BATCHING=on|off|on,off; RATES=2,4,8 fixes the grid.
+SLO_P99_MS ?= 500
+.PHONY: sweep
+sweep: install
+	$(PY) -m locustfiles.sweep --slo-p99-ms $(SLO_P99_MS) --seed $(SEED) --port $(PORT) \
+	  $(if $(VARIANT),--variant $(VARIANT)) $(if $(BATCHING),--batching $(BATCHING)) $(if $(RATES),--rates $(RATES)) \
+	  $(if $(PROCESSES),--processes $(PROCESSES)) $(if $(TRACE),--trace $(TRACE))
+
 clean:
 	rm -rf build .pytest_cache
