@@ -139,7 +139,8 @@ class Coordinator:
             clients = self.runner.clients
             for client_id, share in self.workers.items():
                 client = clients.get(client_id)
-                if share.lost or share.done or (client is not None and client.state != STATE_MISSING):
+                if (share.lost or share.done or share.stopped or self.stop_requested
+                        or (client is not None and client.state != STATE_MISSING)):
                     continue
                 share.lost = True
                 share.lost_slots = share.share - len(share.received)
