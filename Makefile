@@ -97,5 +97,23 @@ sweep: install
 	  $(if $(VARIANT),--variant $(VARIANT)) $(if $(BATCHING),--batching $(BATCHING)) $(if $(RATES),--rates $(RATES)) \
 	  $(if $(PROCESSES),--processes $(PROCESSES)) $(if $(TRACE),--trace $(TRACE))
 
+# Generator capacity and accuracy (issue 5) against Debian's nginx answering a fixed body on loopback.
+# make bench-generator [GEN_RATES=250,500,1000,2000,3000,4000] [GEN_PROCESSES=1,2,4] [GEN_STEP_SECONDS=3]
+GEN_RATES ?= 250,500,1000,2000,3000,4000
+GEN_ARRIVALS ?= exponential,gamma:0.8
+GEN_PROCESSES ?= 1,2,4
+GEN_STEP_SECONDS ?= 3
+.PHONY: nginx bench-generator
+nginx:
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's nginx for the generator benchmark"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+	  else echo "nginx not found and cannot be installed here (needs root and apt-get): apt-get install nginx"; exit 1; fi; }
+
+bench-generator: install nginx
+	$(PY) -m locustfiles.bench_generator --rates $(GEN_RATES) --arrivals $(GEN_ARRIVALS) \
+	  --processes $(GEN_PROCESSES) --step-seconds $(GEN_STEP_SECONDS) --seed $(SEED)
+
 clean:
 	rm -rf build .pytest_cache

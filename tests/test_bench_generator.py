@@ -1,0 +1,131 @@
+"""The generator benchmark, short: real nginx on loopback, real Locust, one step of each pacing.
+
+No timing thresholds: how late sends go out depends on the machine; the test checks that every
+request is accounted for and that every number the benchmark reports was computed.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import REPO_ROOT, only_run_dir
+
+pytestmark = pytest.mark.load
+
+NGINX = next((p for p in ("/usr/sbin/nginx", "/usr/bin/nginx") if os.path.exists(p)), None)
+STEP = {"rate": 200, "requests": 200, "users": 16}
+
+
+def bench(*flags: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "locustfiles.bench_generator", *flags], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def one_step(tmp_path_factory):
+    if NGINX is None:
+        pytest.skip("nginx is not installed: `make nginx`")
+    results = tmp_path_factory.mktemp("bench")
+    result = bench("--rates", str(STEP["rate"]), "--arrivals", "exponential", "--processes", "1",
+                   "--requests", str(STEP["requests"]), "--users", str(STEP["users"]), "--seed", "3",
+                   "--results-dir", str(results))
+    return result, results
+
+
+def test_one_step_accounts_for_every_request(one_step):
+    result, results = one_step
+    assert result.returncode == 0, result.stderr[-3000:]
+    out_dir = only_run_dir(results)
+    table = pd.read_csv(out_dir / "steps.csv")
+    assert len(table) == 1
+    row = table.iloc[0]
+    n = STEP["requests"]
+    assert (row["arrival"], row["processes"], row["rate"]) == ("exponential", 1, STEP["rate"])
+    assert row["sent"] == row["ok"] == n and row["failed"] == 0 and bool(row["complete"])
+
+    # The step's own run folder holds exactly the seeded schedule's n rows, all answered by nginx.
+    step_run = out_dir / row["run"]
+    rows = pd.read_csv(step_run / "requests.csv")
+    assert sorted(rows["request_index"]) == list(range(n))
+    assert (rows["status"] == 200).all()
+    info = json.loads((step_run / "run.json").read_text())
+    assert info["counts"]["consistent"] is True
+    assert info["distribution"]["process"] == "exponential"
+
+
+def test_metrics_are_computed_and_sane(one_step):
+    _, results = one_step
+    row = pd.read_csv(only_run_dir(results) / "steps.csv").iloc[0]
+    for col in ("achieved_per_s", "lateness_p50_ms", "lateness_p99_ms", "lateness_max_ms", "ks_sent", "ks_sched",
+                "w1_over_mean", "cv_sent", "cv_sched"):
+        assert math.isfinite(row[col]), col
+    assert row["lateness_p50_ms"] <= row["lateness_p99_ms"] <= row["lateness_max_ms"]
+    assert row["lateness_p50_ms"] >= 0  # a send never leaves before its slot
+    assert 0 <= row["ks_sent"] <= 1 and 0 <= row["ks_sched"] <= 1
+    assert row["w1_over_mean"] >= 0
+    assert row["cv_intended"] == 1.0 and row["offered_per_s"] == STEP["rate"]
+    assert row["achieved_per_s"] > 0 and row["scheduled_per_s"] > 0
+
+
+def test_constant_throughput_comparison_is_recorded(one_step):
+    _, results = one_step
+    out_dir = only_run_dir(results)
+    row = pd.read_csv(out_dir / "steps.csv").iloc[0]
+    assert row["ct_sent"] == row["ct_ok"] == STEP["requests"]
+    assert row["ct_achieved_per_s"] > 0
+    assert row["ct_ratio"] == pytest.approx(row["ct_achieved_per_s"] / row["achieved_per_s"])
+    info = json.loads((out_dir / row["ct_run"] / "run.json").read_text())
+    assert info["wait_time"]["kind"] == "constant_throughput"
+    assert info["wait_time"]["per_user_per_s"] == pytest.approx(STEP["rate"] / STEP["users"])
+    assert info["counts"]["sent"] == info["counts"]["ok"] == STEP["requests"]
+    md = (out_dir / "steps.md").read_text()
+    assert "constant_throughput/s" in md and "W1/mean" in md
+    for png in ("lateness.png", "distortion.png", "rates.png"):
+        assert (out_dir / png).stat().st_size > 0, png
+
+
+def test_nginx_is_stopped_afterwards(one_step):
+    _, results = one_step
+    info = json.loads((only_run_dir(results) / "bench.json").read_text())
+    nginx = info["nginx"]
+    assert nginx["stopped"] is True
+    with pytest.raises(ProcessLookupError):
+        os.kill(nginx["pid"], 0)
+    port = int(nginx["url"].rsplit(":", 1)[1])
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--rates", "0"], "--rates must be a comma-separated list of rates in req/s in (0, 100000]"),
+    (["--arrivals", "gamma"], "--arrivals must be a comma-separated list of exponential and gamma:<shape > 0>"),
+    (["--arrivals", "gamma:-1"], "--arrivals must be a comma-separated list"),
+    (["--processes", "1,0"], "--processes must be a comma-separated list of integers in [1, 64]"),
+    (["--users", "2", "--processes", "4"], "--users must be at least the largest --processes (4)"),
+    (["--constant-throughput", "maybe"], "--constant-throughput must be on or off"),
+    (["--nginx", "/nonexistent/nginx"], "nginx not found (/nonexistent/nginx): run `make nginx`"),
+])
+def test_bad_flags_stop_with_one_line(flags, message, tmp_path):
+    result = bench(*flags, "--results-dir", str(tmp_path), timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not any(tmp_path.iterdir())  # nothing started, no results folder
+
+
+def test_constant_throughput_user_needs_think_pacing(tmp_path):
+    """Locust's own pacing under an arrival schedule would be neither: refused before any traffic."""
+    cmd = [sys.executable, "-m", "locust", "-f", str(REPO_ROOT / "locustfiles" / "fixed_body.py"), "--headless",
+           "--host", "http://127.0.0.1:9", "--results-dir", str(tmp_path), "--requests", "5",
+           "ConstantThroughputUser"]
+    result = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "burstbench: ConstantThroughputUser paces itself" in result.stderr
+    assert not any(tmp_path.iterdir())  # stopped before the run folder was made
