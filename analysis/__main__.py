@@ -5,6 +5,8 @@
     python -m analysis compare results/<a> results/<b> ... [--baseline results/<a>] [--out DIR]
     python -m analysis summary results/<run>                # the short p50/p95/p99 table
     python -m analysis paper-gaps [--seed 0] [--n 1000]     # the three scenarios' drawn gaps vs the paper
+    python -m analysis superposition [--shape 0.8] [--workers 1,2,4,8,16]  # why distributed runs partition
+    python -m analysis trace-fit FILE [--column timestamp]  # a trace's gaps vs the best-fitting gamma
 """
 from __future__ import annotations
 
@@ -33,6 +35,18 @@ def main(argv=None) -> int:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--n", type=int, default=1000)
     g.add_argument("--out", type=Path, default=None, help="also write one KDE-vs-PDF figure per scenario here")
+    s = sub.add_parser("superposition", help="independent per-worker schedules vs one partitioned schedule")
+    s.add_argument("--shape", type=float, default=0.8)
+    s.add_argument("--mean", type=float, default=2.0)
+    s.add_argument("--workers", default="1,2,4,8,16", help="comma-separated worker counts")
+    s.add_argument("--n", type=int, default=20_000, help="requests in the whole schedule")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", type=Path, default=Path("results") / "superposition")
+    t = sub.add_parser("trace-fit", help="a trace's gap distribution against the best-fitting gamma")
+    t.add_argument("trace", help="CSV, JSONL or Parquet file with a timestamp column")
+    t.add_argument("--column", default="timestamp")
+    t.add_argument("--mean", type=float, default=None, help="rescale to this mean gap (seconds) first")
+    t.add_argument("--out", type=Path, default=None, help="output folder (default results/trace-fit-<name>)")
     args = parser.parse_args(argv)
     try:
         return _run(parser, args)
@@ -65,6 +79,26 @@ def _run(parser, args) -> int:
         text, files = write_comparison(args.runs, out, baseline=args.baseline)
         print(text)
         print(f"written: {', '.join(str(f) for f in files)}")
+        return 0
+    if args.command == "superposition":
+        from .superposition import main as superposition
+
+        try:
+            workers = [int(w) for w in args.workers.split(",")]
+        except ValueError:
+            raise ValueError(f"--workers must be comma-separated integers >= 1 (got {args.workers!r})") from None
+        if not workers or min(workers) < 1 or args.n < 10 * max(workers):
+            raise ValueError(f"--workers must be integers >= 1 and --n at least 10 per worker (got {args.workers!r}, "
+                             f"--n {args.n})")
+        table = superposition(args.shape, args.mean, workers, args.n, args.seed, args.out)
+        print(table.to_markdown(index=False, floatfmt=".3g"))
+        print(f"written: {args.out}/superposition.md, .csv, .png")
+        return 0
+    if args.command == "trace-fit":
+        from .trace_fit import write_trace_fit
+
+        trace, text, out = write_trace_fit(args.trace, args.column, args.mean, args.out)
+        print(f"{trace}\n{text}\nwritten: {out}/trace-fit.md, .csv, .png")
         return 0
     from .paper import paper_gaps_table
 

@@ -51,6 +51,8 @@ def declared_distribution(run: Run) -> Exponential | Gamma:
     spec = run.info.get("distribution")
     if not isinstance(spec, dict):
         raise RunError(f"{info_path}: no 'distribution' object (expected process, mean_s and, for gamma, shape)")
+    if spec.get("process") == "trace":  # a replayed trace is judged against its best-fitting gamma
+        spec = spec.get("fitted_gamma") or {}
     process, mean_s = spec.get("process"), spec.get("mean_s")
     try:
         return make_distribution(process, mean_s, spec.get("shape") if process == "gamma" else None)

@@ -1,9 +1,9 @@
 """``python -m locustfiles.sweep``: step the offered load up past saturation, per arrival process.
 
 For each batching setting (on, off) the bundled service is started once. A light-load step
-(Poisson at ``--probe-rate``) measures the service time's mean and variance (Kingman's E[S]
-and cs^2) and so the capacity estimate 1/E[S]; the rate grid is fractions of it (or
-``--rates``). Then, for each arrival process, open-loop steps (``--pacing arrival``, mean gap
+(Poisson at ``--probe-rate``; by default 20 % of the capacity that unrecorded sequential warm-up
+requests suggest) measures the service time's mean and variance (Kingman's E[S] and cs^2) and
+so the capacity estimate 1/E[S]; the rate grid is fractions of it (or ``--rates``). Then, for each arrival process, open-loop steps (``--pacing arrival``, mean gap
 1/rate) run one Locust run each, from light load up until the process is past saturation.
 Each step is an ordinary run folder under ``results/<UTC>-sweep/``; ``sweep.json`` records the
 plan and every step, and ``python -m analysis.sweep`` turns it into tables and the figure.
@@ -50,6 +50,7 @@ from locustfiles.run_info import git_commit, machine  # noqa: E402
 
 STEP_OVERHEAD_S = 5.0  # Locust start-up and text loading per step, measured about 3-5 s here
 MAX_FIND_N_TRIES = 12
+RUNNING: dict = {"locust": None}  # the step's Locust process, for the signal handler
 
 
 def parse_args(argv):
@@ -65,7 +66,8 @@ def parse_args(argv):
     p.add_argument("--grid-start", default="0.4", help="first rate as a fraction of 1/E[S] (default 0.4)")
     p.add_argument("--grid-factor", default="1.3", help="each next rate is this times the last (default 1.3)")
     p.add_argument("--max-steps", default="10", help="most steps per process (default 10)")
-    p.add_argument("--probe-rate", default="3", help="light-load step rate in req/s (default 3)")
+    p.add_argument("--probe-rate", default="auto",
+                   help="light-load step rate in req/s (default auto: 0.2 / the warm-up's median latency)")
     p.add_argument("--probe-requests", default="100", help="light-load step requests (default 100)")
     p.add_argument("--min-requests", default="200", help="a valid step sends at least this many (default 200)")
     p.add_argument("--min-duration", default="15", help="a valid step's schedule lasts at least this, s (default 15)")
@@ -145,7 +147,8 @@ def make_plan(args) -> dict:
         "grid_start": _pos("--grid-start", args.grid_start),
         "grid_factor": _num("--grid-factor", args.grid_factor, float, "a number > 1", lambda v: 1 < v < math.inf),
         "max_steps": _num("--max-steps", args.max_steps, int, "an integer in [1, 50]", lambda v: 1 <= v <= 50),
-        "probe_rate": _pos("--probe-rate", args.probe_rate),
+        "probe_rate": None if args.probe_rate == "auto" else _num(
+            "--probe-rate", args.probe_rate, float, "auto or a number > 0", lambda v: 0 < v < math.inf),
         "probe_requests": _int("--probe-requests", args.probe_requests, 20),
         "min_requests": _int("--min-requests", args.min_requests, 1),
         "min_duration_s": _num("--min-duration", args.min_duration, float, "a number of seconds >= 0",
@@ -252,7 +255,9 @@ def run_step(sweep: Sweep, url: str, batching: str, process: dict, kind: str, st
     # Deadline: the schedule, then every request may still take its full timeout, then start-up.
     deadline_s = expected_s + plan["request_timeout_s"] + 120
     with tempfile.NamedTemporaryFile("w+", prefix="burstbench-locust-", suffix=".log", delete=False) as out:
-        locust = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
+        # Own session: Ctrl-C reaches the sweep only, which forwards exactly one SIGINT per press.
+        locust = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        RUNNING["locust"] = locust
         try:
             record["locust_rc"] = locust.wait(timeout=deadline_s)
         except subprocess.TimeoutExpired:
@@ -263,6 +268,8 @@ def run_step(sweep: Sweep, url: str, batching: str, process: dict, kind: str, st
             except subprocess.TimeoutExpired:
                 locust.kill()
                 record["locust_rc"] = locust.wait(timeout=10)
+        finally:
+            RUNNING["locust"] = None
     created = sorted(set(parent.iterdir()) - before)
     if created:
         run_dir = created[-1]
@@ -282,9 +289,12 @@ def _post_text(url: str, text: str, timeout_s: float = 60.0) -> None:
         resp.read()
 
 
-def warm_up(url: str, sequential: int = 10, burst: int = 32, bursts: int = 2) -> None:
+def warm_up(url: str, sequential: int = 10, burst: int = 32, bursts: int = 2) -> float | None:
     """Unrecorded requests before the light-load step: the first answers of a fresh service (session
-    set-up, memory arenas, first batch of each size) are several times slower than the rest."""
+    set-up, memory arenas, first batch of each size) are several times slower than the rest.
+
+    Returns the median latency in ms of the sequential requests after the bursts (None on failure).
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     texts = [f"warm-up request {i}: the service should be fast after this one." for i in range(burst)]
@@ -294,8 +304,15 @@ def warm_up(url: str, sequential: int = 10, burst: int = 32, bursts: int = 2) ->
         with ThreadPoolExecutor(max_workers=burst) as pool:
             for _ in range(bursts):
                 list(pool.map(lambda t: _post_text(url, t), texts))
+        timings = []
+        for i in range(sequential):
+            t0 = time.perf_counter()
+            _post_text(url, texts[i % burst])
+            timings.append((time.perf_counter() - t0) * 1000)
+        return sorted(timings)[len(timings) // 2]
     except OSError as err:
         log(f"warm-up request failed ({type(err).__name__}: {err}); going on")
+        return None
 
 
 def settle(url: str, service: dict | None, limit_s: float = 60.0) -> None:
@@ -334,14 +351,23 @@ def sweep_batching(sweep: Sweep, batching: str, model: Path, plan: dict, interru
             except RuntimeError as err:
                 log(f"{err}\n--- service log (tail) ---\n{log_path.read_text()[-3000:]}")
                 return 3
-            warm_up(url)
+            warm_ms = warm_up(url)
+            if interrupted():
+                return 0
+            probe_rate = plan["probe_rate"]
+            if probe_rate is None:  # utilisation about 0.2: most requests find the service idle
+                probe_rate = round(200.0 / warm_ms, 3) if warm_ms else 3.0
+                log(f"warm-up: median latency {warm_ms:.1f} ms; light-load step at {probe_rate:g} req/s")
             probe_process = {"name": "steady", "kind": "exponential", "shape": 1.0, "ca2": None,
                              "label": "exponential, cv=1.00"}
-            record = run_step(sweep, url, batching, probe_process, "probe", 0, plan["probe_rate"],
+            record = run_step(sweep, url, batching, probe_process, "probe", 0, probe_rate,
                               plan["probe_requests"], plan["seed"], plan)
             if record["run_dir"] is None or interrupted():
                 return 0
             service = service_time_stats(load_run(sweep.dir / record["run_dir"]).rows)
+            if not service["idle_only"]:
+                log(f"warning: only {service['idle_share']:.0%} of the light-load requests found the service idle; "
+                    "E[S] includes queueing and the grid is too low (lower --probe-rate, or quieten the machine)")
             sweep.data["service"][batching] = service
             sweep.save()
             rates = rate_grid(plan, service["capacity_rps"])
@@ -357,7 +383,7 @@ def sweep_batching(sweep: Sweep, batching: str, model: Path, plan: dict, interru
                     record = run_step(sweep, url, batching, process, "step", k, rate,
                                       step_requests(process, rate, seed, plan), seed, plan)
                     if interrupted() or record["run_dir"] is None:
-                        return 0
+                        return 0  # an interrupted step is kept (analysed, marked invalid), never judged here
                     row = step_metrics(sweep.dir / record["run_dir"], record, plan, service)
                     verdict = "SLO met" if row["meets_slo"] else "SLO missed" if row["valid"] else "invalid step"
                     log(f"  -> achieved {row['achieved_rps']:.2f} req/s, corrected p99 {row['corr_p99_ms']:.0f} ms, "
@@ -392,10 +418,14 @@ def main(argv=None) -> int:
     log(f"sweep folder {sweep.dir}")
     stopped = {"flag": False}
 
-    def on_sigint(*_):  # Locust (same terminal) stops its step itself; we stop stepping after it
+    def on_signal(*_):  # stop stepping; the running step ends as a Ctrl-C'd Locust run does, rows kept
         stopped["flag"] = True
+        locust = RUNNING["locust"]
+        if locust is not None and locust.poll() is None:
+            locust.send_signal(signal.SIGINT)  # a second press makes Locust leave at once
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = signal.signal(signal.SIGINT, on_signal)
+    previous_term = signal.signal(signal.SIGTERM, on_signal)
     started = time.monotonic()
     rc = 0
     try:
@@ -405,6 +435,7 @@ def main(argv=None) -> int:
                 break
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
         sweep.data["status"] = "interrupted" if stopped["flag"] else "failed" if rc else "complete"
         sweep.data["elapsed_s"] = round(time.monotonic() - started, 1)
         sweep.save()
