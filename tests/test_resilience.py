@@ -107,11 +107,11 @@ def test_k3s_plan_renders_the_papers_five_commands_in_order():
     assert [(d.at_s, d.label, d.argv) for d in plan.disruptions] == [
         (60, "control-plane restart", ("sudo", "-n", "systemctl", "restart", "k3s")),
         (160, "containerd termination", ("sudo", "-n", "pkill", "-KILL", "-x", "containerd")),
-        (260, "rollout restart", ("kubectl", "-n", "burstbench", "rollout", "restart", "deployment/burstbench")),
+        (260, "rollout restart", ("kubectl", "-n", "burstbench", "rollout", "restart", "deployment/sentiment")),
         (360, "delete ReplicaSet", ("kubectl", "-n", "burstbench", "delete", "replicaset", "-l",
-                                    "app.kubernetes.io/name=burstbench", "--wait=false")),
+                                    "app.kubernetes.io/name=sentiment", "--wait=false")),
         (460, "delete Pod", ("kubectl", "-n", "burstbench", "delete", "pod", "-l",
-                             "app.kubernetes.io/name=burstbench", "--wait=false")),
+                             "app.kubernetes.io/name=sentiment", "--wait=false")),
     ]
 
 
@@ -132,9 +132,9 @@ def test_dry_run_prints_the_commands_and_runs_nothing(tmp_path):
     assert steps == [
         "1. at 60 s: control-plane restart: sudo -n systemctl restart k3s",
         "2. at 160 s: containerd termination: sudo -n pkill -KILL -x containerd",
-        "3. at 260 s: rollout restart: kubectl -n burstbench rollout restart deployment/burstbench",
-        "4. at 360 s: delete ReplicaSet: kubectl -n burstbench delete replicaset -l app.kubernetes.io/name=burstbench --wait=false",
-        "5. at 460 s: delete Pod: kubectl -n burstbench delete pod -l app.kubernetes.io/name=burstbench --wait=false",
+        "3. at 260 s: rollout restart: kubectl -n burstbench rollout restart deployment/sentiment",
+        "4. at 360 s: delete ReplicaSet: kubectl -n burstbench delete replicaset -l app.kubernetes.io/name=sentiment --wait=false",
+        "5. at 460 s: delete Pod: kubectl -n burstbench delete pod -l app.kubernetes.io/name=sentiment --wait=false",
     ]
     assert lines[-1] == "dry run: nothing was started, sent or run"
     assert not (tmp_path / "results").exists()
