@@ -29,6 +29,7 @@ from typing import Callable, Protocol
 from urllib.parse import urlsplit
 
 import gevent
+import gevent.event
 import numpy as np
 
 from arrivals import ArrivalSchedule, SlotDispenser, arrival_pacing, make_distribution, scenario, think_time
@@ -219,6 +220,7 @@ class Run:
         self.quit_requested = False
         self.interrupted = False
         self.progress_greenlet = None
+        self.finished = None
         if role == "worker":  # its slots and start epoch come from the master (``use_share``)
             self.run_dir = None
             self.rows = RowBuffer()
@@ -361,6 +363,18 @@ class Run:
         return progress_line(done, total, self.rows.ok, self.rows.failed, elapsed, eta)
 
     def finish(self):
+        # On SIGTERM Locust's shutdown runs twice (its signal handler and its main greenlet), firing
+        # ``quit`` twice: the second call waits for the first instead of racing it on closed files.
+        if self.finished is not None:
+            self.finished.wait(timeout=60)
+            return
+        self.finished = gevent.event.Event()
+        try:
+            self._finish()
+        finally:
+            self.finished.set()
+
+    def _finish(self):
         if self.progress_greenlet is not None:
             self.progress_greenlet.kill(block=False)
         self.rows.close()

@@ -54,11 +54,6 @@ def assert_complete_folder(run_dir: Path, planned: int):
     return run
 
 
-@pytest.mark.xfail(strict=True, reason="locustfiles/core.py: on SIGTERM Locust's shutdown() runs twice (its handler "
-                   "and its main greenlet) and fires `quit` twice; the second Run.finish() fails on closed CSV files "
-                   "and the process exits while the first still writes run.json, left at status 'running' with zero "
-                   "counts. Fix: make Run.finish() run once, a second call waiting for the first (see the report). "
-                   "strict: this test fails loudly once the fix is in, so the marker is removed then.")
 def test_sigterm_mid_run_keeps_a_complete_folder(server, tmp_path):
     """SIGTERM (what `kill`, systemd and Kubernetes send) mid-run: Locust shuts down; every row is kept."""
     proc = start_locust(server.url, tmp_path, 5000, 0.02)
