@@ -4,8 +4,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -151,7 +153,7 @@ def test_short_real_sweep_writes_steps_capacity_and_figure(tiny_model, tmp_path)
     env = {**os.environ, "BURSTBENCH_MAX_LENGTH": "32"}
     # Judging is switched off (huge SLO, no saturation stop), so both rates run whatever this machine does.
     out = sweep_cli("--model", str(tiny_model), "--batching", "on", "--processes", "extreme", "--rates", "10,20",
-                    "--probe-rate", "10", "--probe-requests", "30", "--min-requests", "40", "--min-duration", "2",
+                    "--probe-requests", "30", "--min-requests", "40", "--min-duration", "2",
                     "--slo-p99-ms", "60000", "--saturation", "0.01", "--max-failed-share", "0.99",
                     "--port", str(free_port()), "--results-dir", str(tmp_path), timeout=240, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -159,7 +161,8 @@ def test_short_real_sweep_writes_steps_capacity_and_figure(tiny_model, tmp_path)
     assert sweep_dir.name.endswith("-sweep")
     sweep = json.loads((sweep_dir / "sweep.json").read_text())
     assert sweep["status"] == "complete"
-    assert [(s["kind"], s["rate_per_s"]) for s in sweep["steps"]] == [("probe", 10.0), ("step", 10.0), ("step", 20.0)]
+    assert [(s["kind"], s["rate_per_s"]) for s in sweep["steps"][1:]] == [("step", 10.0), ("step", 20.0)]
+    assert sweep["steps"][0]["kind"] == "probe" and "light-load step at" in out.stderr  # its rate from the warm-up
     assert sweep["service"]["on"]["mean_ms"] > 0
     for record in sweep["steps"]:
         info = json.loads((sweep_dir / record["run_dir"] / "run.json").read_text())
@@ -185,3 +188,39 @@ def test_short_real_sweep_writes_steps_capacity_and_figure(tiny_model, tmp_path)
         assert (sweep_dir / name).is_file(), name
     assert "capacity at the SLO" in out.stdout and "extreme" in out.stdout
     assert "light load: E[S]" in out.stderr and "past saturation" not in out.stderr
+
+
+@pytest.mark.load
+def test_ctrl_c_stops_the_sweep_keeping_every_request_of_the_step(tiny_model, tmp_path):
+    env = {**os.environ, "BURSTBENCH_MAX_LENGTH": "32"}
+    cmd = [sys.executable, "-m", "locustfiles.sweep", "--model", str(tiny_model), "--batching", "on",
+           "--processes", "steady", "--rates", "5", "--probe-rate", "20", "--probe-requests", "20",
+           "--min-requests", "300", "--port", str(free_port()), "--results-dir", str(tmp_path)]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 180
+        for line in proc.stderr:  # bounded: the sweep ends by itself within about a minute
+            if "| step 1:" in line:
+                break
+            assert time.monotonic() < deadline, "step 1 did not start in time"
+        while time.monotonic() < deadline:  # mid-step: once the step has recorded some requests
+            rows = list(tmp_path.glob("*/batching-on/steady/*/requests.csv"))
+            if rows and len(rows[0].read_text().splitlines()) > 10:
+                break
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr[-2000:]
+    (sweep_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    sweep = json.loads((sweep_dir / "sweep.json").read_text())
+    assert sweep["status"] == "interrupted" and len(sweep["steps"]) == 2
+    steps = pd.read_csv(sweep_dir / "steps.csv")
+    step = steps.iloc[1]
+    assert 0 < step["requests"] < 300 and not step["valid"] and step["counts_add_up"]
+    info = json.loads((sweep_dir / sweep["steps"][1]["run_dir"] / "run.json").read_text())
+    assert info["status"] == "interrupted" and info["counts"]["sent"] == info["counts"]["ok"] + info["counts"]["failed"]
+    assert "capacity at the SLO" in stdout
