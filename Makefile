@@ -18,10 +18,15 @@ MODEL ?= build/models/untrained-roberta-base
 VARIANTS ?= torch-fp32,torch-fp16,onnx-fp32,onnx-opt,onnx-fp16
 BATCH_SIZES ?= 1,2,4,8,16,32
 SCENARIO ?= steady
+WORKERS ?=
+TRACE ?=
+TRACE_COLUMN ?= timestamp
 
-SCENARIO_FLAGS = --requests $(REQUESTS) --seed $(SEED) --pacing $(PACING) --users $(USERS) --port $(PORT) \
+SCENARIO_FLAGS = --requests $(REQUESTS) --seed $(SEED) $(if $(WORKERS),--workers $(WORKERS)) --pacing $(PACING) --users $(USERS) --port $(PORT) \
 	$(if $(MEAN),--mean $(MEAN)) $(if $(VARIANT),--variant $(VARIANT)) $(if $(BATCHING),--batching $(BATCHING))
 
+
+.PHONY: replay superposition
 .PHONY: install model bench-model compare-variants serve test browser scenario-steady scenario-moderate scenario-extreme summary report compare paper-gaps clean
 
 install: $(VENV)/.installed
@@ -55,6 +60,19 @@ compare-variants: model
 
 scenario-steady scenario-moderate scenario-extreme: scenario-%: install
 	$(PY) -m locustfiles scenario $* $(SCENARIO_FLAGS)
+
+# Replay a trace's timestamps (all of them unless REQUESTS is given; MEAN rescales the trace).
+replay: install
+	@test -n "$(TRACE)" || { echo 'make replay TRACE=file.csv [TRACE_COLUMN=timestamp] [MEAN=s] [REQUESTS=n] [WORKERS=n]'; exit 2; }
+	$(PY) -m analysis trace-fit $(TRACE) --column $(TRACE_COLUMN) $(if $(MEAN),--mean $(MEAN))
+	$(PY) -m locustfiles scenario trace --trace $(TRACE) --trace-column $(TRACE_COLUMN) \
+	  $(if $(filter command line environment,$(origin REQUESTS)),--requests $(REQUESTS)) --seed $(SEED) \
+	  --users $(USERS) --port $(PORT) $(if $(MEAN),--mean $(MEAN)) $(if $(WORKERS),--workers $(WORKERS)) \
+	  $(if $(VARIANT),--variant $(VARIANT)) $(if $(BATCHING),--batching $(BATCHING))
+
+# Why distributed runs split one schedule: independent per-worker processes drift towards Poisson.
+superposition: install
+	$(PY) -m analysis superposition --out results/superposition
 
 summary: install
 	$(PY) -m analysis summary $(if $(RUN),$(RUN),--latest)

@@ -37,8 +37,8 @@ def parse_args(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("scenario", help="serve, load, stop, summarise")
-    s.add_argument("scenario", help=f"one of {', '.join(SCENARIOS)}")
-    s.add_argument("--requests", default="1000")
+    s.add_argument("scenario", help=f"one of {', '.join(SCENARIOS)}, or trace (with --trace FILE)")
+    s.add_argument("--requests", default=None, help="default 1000, or every timestamp of --trace")
     s.add_argument("--seed", default="0")
     s.add_argument("--pacing", default="arrival", help="arrival or think")
     s.add_argument("--users", default="10", help="concurrent Locust users (>= 1)")
@@ -50,13 +50,24 @@ def parse_args(argv):
     s.add_argument("--results-dir", type=Path, default=REPO_ROOT / "results")
     s.add_argument("--ready-timeout", type=float, default=300.0, help="seconds to wait for /readyz")
     s.add_argument("--progress-every", default="10")
+    s.add_argument("--workers", default=None,
+                   help="load processes: Locust master + N workers on this machine, one schedule split across them")
+    s.add_argument("--trace", default=None, help="replay this file's timestamps instead of the scenario's process")
+    s.add_argument("--trace-column", default="timestamp")
     return p.parse_args(argv)
 
 
 def validate(args) -> None:
     """The cheap checks, before the model is built or the service started."""
-    scenario(args.scenario, None if args.mean is None else _positive("--mean", args.mean))
-    check_requests(_int("--requests", args.requests))
+    if args.trace is not None:
+        if args.scenario != "trace":
+            raise ValueError(f"with --trace the scenario is 'trace' (got {args.scenario!r})")
+        if not Path(args.trace).is_file():
+            raise ValueError(f"--trace {args.trace}: no such file")
+    else:
+        scenario(args.scenario, None if args.mean is None else _positive("--mean", args.mean))
+    if args.requests is not None:
+        check_requests(_int("--requests", args.requests))
     check_seed(_int("--seed", args.seed))
     if args.pacing not in ("arrival", "think"):
         raise ValueError(f"--pacing must be one of arrival, think (got {args.pacing!r})")
@@ -68,6 +79,14 @@ def validate(args) -> None:
     with socket.socket() as sock:
         if sock.connect_ex(("127.0.0.1", port)) == 0:
             raise ValueError(f"--port {port}: something already listens on 127.0.0.1:{port}; choose another PORT=")
+    if args.workers is not None:
+        workers = _int("--workers", args.workers)
+        if not 1 <= workers <= 64:
+            raise ValueError(f"--workers must be an integer in [1, 64] (got {args.workers!r})")
+        if args.pacing != "arrival":
+            raise ValueError("--workers needs --pacing arrival (one schedule split across workers)")
+        if _int("--users", args.users) < workers:
+            raise ValueError(f"--users must be at least --workers ({workers}): each worker needs a user")
     if args.batching not in (None, "on", "off"):
         raise ValueError(f"--batching must be on or off (got {args.batching!r})")
 
@@ -150,11 +169,17 @@ def run_scenario(args) -> int:
         before = set(args.results_dir.glob("*")) if args.results_dir.is_dir() else set()
         locust_cmd = [py, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
                       "--host", url, "-u", str(int(args.users)), "-r", str(int(args.users)),
-                      "--scenario", args.scenario, "--requests", str(args.requests), "--seed", str(args.seed),
+                      "--scenario", args.scenario, "--seed", str(args.seed),
                       "--pacing", args.pacing, "--results-dir", str(args.results_dir),
                       "--progress-every", str(args.progress_every)]
+        if args.requests is not None:
+            locust_cmd += ["--requests", str(args.requests)]
         if args.mean is not None:
             locust_cmd += ["--mean", str(args.mean)]
+        if args.workers is not None and int(args.workers) > 1:
+            locust_cmd += ["--processes", str(int(args.workers))]
+        if args.trace is not None:
+            locust_cmd += ["--trace", str(Path(args.trace).resolve()), "--trace-column", args.trace_column]
         locust = subprocess.run(locust_cmd, cwd=REPO_ROOT)
         created = sorted(set(args.results_dir.glob("*")) - before)
         run_dir = created[-1] if created else None

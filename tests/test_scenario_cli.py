@@ -18,10 +18,11 @@ def scenario_cli(*args, timeout=300):
 
 
 @pytest.mark.load
-def test_scenario_end_to_end_stops_the_service_and_prints_the_table(tiny_model, tmp_path):
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one-process", "master-and-2-workers"])
+def test_scenario_end_to_end_stops_the_service_and_prints_the_table(tiny_model, tmp_path, workers):
     port = free_port()
     out = scenario_cli("moderate", "--requests", "30", "--mean", "0.1", "--users", "4", "--port", str(port),
-                       "--model", str(tiny_model), "--results-dir", str(tmp_path), "--progress-every", "1")
+                       "--model", str(tiny_model), "--results-dir", str(tmp_path), "--progress-every", "1", *workers)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "service ready after" in out.stderr
     assert "30/30 requests (100%)" in out.stderr  # progress lines
@@ -31,6 +32,7 @@ def test_scenario_end_to_end_stops_the_service_and_prints_the_table(tiny_model, 
     run_dir = only_run_dir(tmp_path)
     info = json.loads((run_dir / "run.json").read_text())
     assert info["counts"]["ok"] == 30 and info["target"]["model"] == "untrained-roberta-tiny"
+    assert (info["distributed"] or {}).get("workers") == (2 if workers else None)
     for name in ("service.log", "summary.csv", "latency.png", "requests.csv"):
         assert (run_dir / name).is_file(), name
     with pytest.raises(OSError):  # the service was stopped
@@ -43,6 +45,11 @@ def test_scenario_end_to_end_stops_the_service_and_prints_the_table(tiny_model, 
     (["steady", "--requests", "many"], "--requests must be an integer"),
     (["steady", "--pacing", "open"], "--pacing must be one of arrival, think"),
     (["steady", "--port", "70000"], "--port must be in [1, 65535]"),
+    (["steady", "--workers", "2", "--users", "1"], "--users must be at least --workers (2)"),
+    (["steady", "--workers", "0"], "--workers must be an integer in [1, 64]"),
+    (["steady", "--workers", "2", "--pacing", "think"], "--workers needs --pacing arrival"),
+    (["steady", "--trace", "t.csv"], "with --trace the scenario is 'trace'"),
+    (["trace", "--trace", "/no/such/trace.csv"], "--trace /no/such/trace.csv: no such file"),
 ])
 def test_bad_arguments_stop_before_anything_starts(args, message, tmp_path):
     out = scenario_cli(*args, "--results-dir", str(tmp_path), timeout=60)
