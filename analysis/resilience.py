@@ -95,10 +95,10 @@ def resilience_table(run: Run, doc: dict | None = None) -> pd.DataFrame:
 
     steady_from = first_sent + (epochs[0] - first_sent) / 2 if len(epochs) else first_sent
     steady_ok = latency[(window == 0) & ok & (sent >= steady_from)]
-    if steady_ok.size == 0:
-        raise RunError(f"{run.path}: no successful request in the second half of the time before the first "
-                       "disruption: no steady latency to recover to (start the first disruption later)")
-    p99, threshold = steady_threshold_ms(steady_ok, settings)
+    if steady_ok.size:
+        p99, threshold = steady_threshold_ms(steady_ok, settings)
+    else:  # the service was failing before any disruption: say so, judge by success alone
+        p99, threshold = float("nan"), float("inf")
     good = ok & (latency <= threshold)
 
     records = []
@@ -175,10 +175,13 @@ def report_text(run: Run, table: pd.DataFrame, doc: dict) -> str:
              f"plan {res.get('plan', doc.get('plan'))}, target {doc.get('target')}"
              + (f", server supervisor: {res.get('supervisor')}" if res.get("supervisor") else "")
              + f"; load {dist}, request timeout {run.info.get('request_timeout_s')} s, {run.info.get('users')} users",
-             f"steady p99 {a['steady_p99_ms']:.1f} ms (exact, ok requests sent in the second half of the time before "
-             f"the first disruption); a request is good "
-             f"when ok within {a['threshold_ms']:.1f} ms = max({a['latency_factor']:g} x p99, {a['min_threshold_ms']:g} ms); "
-             f"recovered = {a['consecutive_ok']} good requests in a row (by send time) after the first bad one", "",
+             (f"steady p99 {a['steady_p99_ms']:.1f} ms (exact, ok requests sent in the second half of the time before "
+              f"the first disruption); a request is good "
+              f"when ok within {a['threshold_ms']:.1f} ms = max({a['latency_factor']:g} x p99, {a['min_threshold_ms']:g} ms); "
+              if np.isfinite(a["threshold_ms"]) else
+              "NOT STEADY: no request succeeded in the second half of the time before the first disruption (the service "
+              "was failing or overloaded before it was disrupted); a request is good when ok, with no latency bound; ")
+             + f"recovered = {a['consecutive_ok']} good requests in a row (by send time) after the first bad one", "",
              format_table(table), "",
              "'at' is seconds since the first send. Other times are seconds from the disruption to the *send* of the request concerned; windows by send time. "
              "'/readyz again' is when the service's readiness endpoint answered 200 again (polled twice a second).",
