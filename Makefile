@@ -27,7 +27,7 @@ SCENARIO_FLAGS = --requests $(REQUESTS) --seed $(SEED) $(if $(WORKERS),--workers
 
 
 .PHONY: replay superposition
-.PHONY: install model bench-model compare-variants serve test browser scenario-steady scenario-moderate scenario-extreme summary report compare paper-gaps clean
+.PHONY: install model bench-model compare-variants serve test browser scenario-steady scenario-moderate scenario-extreme summary report compare paper-gaps fuzz bento clean
 
 install: $(VENV)/.installed
 
@@ -132,6 +132,16 @@ nginx:
 bench-generator: install nginx
 	$(PY) -m locustfiles.bench_generator --rates $(GEN_RATES) --arrivals $(GEN_ARRIVALS) \
 	  --processes $(GEN_PROCESSES) --step-seconds $(GEN_STEP_SECONDS) --seed $(SEED)
+
+# Generated malformed traffic (schemathesis) against the service's own OpenAPI schema; zero 5xx is the target.
+# FUZZ_URL=http://host:port fuzzes a running service; otherwise the tiny model's own server is started.
+FUZZ_CASES ?= 500
+fuzz: install
+	$(PY) -m service.fuzz --cases $(FUZZ_CASES) --seed $(SEED) $(if $(FUZZ_URL),--url $(FUZZ_URL))
+
+# The Bento (offline); `bentoml containerize sentiment:latest` then needs Docker (README: Deployment).
+bento: install
+	BENTOML_DO_NOT_TRACK=True $(VENV)/bin/bentoml build .
 
 clean:
 	rm -rf build .pytest_cache

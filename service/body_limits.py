@@ -6,6 +6,7 @@ checks happen here, before its handler sees the request.
 from __future__ import annotations
 
 import json
+import sys
 
 
 class JsonBodyGuard:
@@ -42,6 +43,9 @@ class JsonBodyGuard:
             parsed = json.loads(body)
         except (UnicodeDecodeError, ValueError) as err:
             return await _reject(send, 400, f"body is not valid JSON: {err}")
+        except RecursionError:  # e.g. 30,000 nested arrays: json raises this, not ValueError
+            return await _reject(send, 400, f"body is JSON nested too deeply (more than about "
+                                            f"{sys.getrecursionlimit()} levels)")
         if not isinstance(parsed, dict):
             return await _reject(send, 400, 'body must be a JSON object such as {"text": "..."}')
 

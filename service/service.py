@@ -37,6 +37,10 @@ def _one_text(body: Any) -> list[str]:
         raise ValueError(f'"text" must be a string (got {type(text).__name__})')
     if not text.strip():
         raise ValueError('"text" must be a non-empty string')
+    try:  # JSON allows a lone surrogate escape ("\ud800"); the tokenizer fails on it, failing the whole batch
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError('"text" must be valid Unicode (it has a lone surrogate such as \\ud800)') from None
     return [text]
 
 
