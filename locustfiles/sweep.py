@@ -48,7 +48,7 @@ from locustfiles.progress import format_duration  # noqa: E402
 from locustfiles.recording import make_run_dir  # noqa: E402
 from locustfiles.run_info import git_commit, machine  # noqa: E402
 
-STEP_OVERHEAD_S = 5.0  # Locust start-up and text loading per step, measured about 3-5 s here
+STEP_OVERHEAD_S = 6.0  # Locust start-up and text loading per step, measured about 4-8 s here
 MAX_FIND_N_TRIES = 12
 RUNNING: dict = {"locust": None}  # the step's Locust process, for the signal handler
 
@@ -65,7 +65,7 @@ def parse_args(argv):
     p.add_argument("--rates", default=None, help="offered rates in req/s, e.g. 2,4,8 (default: from the light-load step)")
     p.add_argument("--grid-start", default="0.4", help="first rate as a fraction of 1/E[S] (default 0.4)")
     p.add_argument("--grid-factor", default="1.3", help="each next rate is this times the last (default 1.3)")
-    p.add_argument("--max-steps", default="10", help="most steps per process (default 10)")
+    p.add_argument("--max-steps", default="9", help="most steps per process (default 9: up to 3.3 x 1/E[S])")
     p.add_argument("--probe-rate", default="auto",
                    help="light-load step rate in req/s (default auto: 0.2 / the warm-up's median latency)")
     p.add_argument("--probe-requests", default="100", help="light-load step requests (default 100)")
@@ -75,7 +75,7 @@ def parse_args(argv):
     p.add_argument("--saturation", default="0.9", help="saturated when achieved < this x scheduled rate (default 0.9)")
     p.add_argument("--max-failed-share", default="0.05", help="saturated when more failed (default 0.05)")
     p.add_argument("--stop-p99-multiple", default="4", help="stop when corrected p99 > this x SLO (default 4)")
-    p.add_argument("--users-horizon", default="10", help="users = rate x this many seconds (default 10)")
+    p.add_argument("--users-horizon", default="5", help="users = rate x this many seconds (default 5)")
     p.add_argument("--min-users", default="16")
     p.add_argument("--max-users", default="1000")
     p.add_argument("--request-timeout", default="30", help="seconds before a request counts as timed out")

@@ -120,6 +120,7 @@ def test_each_step_meets_the_minimum_count_and_its_drawn_schedule_the_minimum_du
 
 def test_users_and_grid():
     assert step_users(3.0, PLAN) == 30 and step_users(0.5, PLAN) == 16 and step_users(500.0, PLAN) == 1000
+    assert step_users(2.01, PLAN) == 21  # rounded up: never fewer than rate x horizon
     grid = rate_grid(PLAN, 15.0)
     assert grid[0] == 6.0 and grid[1] == 7.8 and len(grid) == 10
     assert rate_grid({**PLAN, "rates": [2.0, 4.0]}, 15.0) == [2.0, 4.0]
