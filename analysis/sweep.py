@@ -209,10 +209,22 @@ def slo_capacity(steps: pd.DataFrame, slo_p99_ms: float) -> pd.DataFrame:
 
 
 def capacity_pivot(capacity: pd.DataFrame) -> pd.DataFrame:
-    """Capacity at the SLO: one row per process, one column per batching setting."""
+    """Capacity at the SLO as text: one row per process, one column per batching setting.
+
+    ``< 9.7`` when even the first valid step missed the SLO; ``>= 49`` when no valid step missed it.
+    """
     if capacity.empty:
         return capacity
-    return capacity.pivot(index="process", columns="batching", values="capacity_rps").rename(
+
+    def cell(row) -> str:
+        cap, fail = row["capacity_rps"], row["first_failing_rps"]
+        if pd.isna(cap):
+            return "n/a" if pd.isna(fail) else f"< {fail:g}"
+        return f"{cap:g}" if not pd.isna(fail) else f">= {cap:g}"
+
+    shown = capacity.assign(cell=capacity.apply(cell, axis=1))
+    order = list(dict.fromkeys(capacity["process"]))
+    return shown.pivot(index="process", columns="batching", values="cell").reindex(order).rename(
         columns=lambda b: f"batching {b} (req/s)").rename_axis(columns=None)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.sweep import (arrival_ca2, kingman_latency_ms, max_in_flight, service_time_stats, slo_capacity,
+from analysis.sweep import (arrival_ca2, capacity_pivot, kingman_latency_ms, max_in_flight, service_time_stats, slo_capacity,
                             slo_percentile_ms)
 from conftest import REPO_ROOT, free_port
 from locustfiles.sweep import rate_grid, step_requests, step_users
@@ -101,6 +101,10 @@ def test_capacity_is_the_highest_passing_valid_step_below_the_first_failure():
     assert math.isnan(cap.loc[("on", "steady"), "capacity_rps"])
     off = cap.loc[("off", "extreme")]
     assert off["capacity_rps"] == 1.0 and math.isnan(off["first_failing_rps"])
+    shown = capacity_pivot(slo_capacity(steps, 500.0))
+    assert shown.loc["extreme", "batching on (req/s)"] == "4"
+    assert shown.loc["steady", "batching on (req/s)"] == "< 1"      # missed from the first step
+    assert shown.loc["extreme", "batching off (req/s)"] == ">= 1"   # never missed: capacity is higher
 
 
 # -- step sizing ----------------------------------------------------------------------------
