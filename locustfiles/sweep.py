@@ -275,9 +275,11 @@ def run_step(sweep: Sweep, url: str, batching: str, process: dict, kind: str, st
         run_dir = created[-1]
         Path(out.name).replace(run_dir / "locust.log")
         record["run_dir"] = str(run_dir.relative_to(sweep.dir))
-    else:
-        tail = Path(out.name).read_text()[-2000:]
-        log(f"Locust created no run folder (exit {record['locust_rc']}); its output:\n{tail}")
+    else:  # stopped before it started, or a bad flag: keep its output beside the steps
+        kept = parent / f"{run_name}-no-run-folder.log"
+        Path(out.name).replace(kept)
+        tail = kept.read_text()[-2000:]
+        log(f"Locust created no run folder (exit {record['locust_rc']}); its output ({kept}):\n{tail}")
     sweep.save()
     return record
 
