@@ -36,7 +36,7 @@ from arrivals import SlotDispenser, arrival_pacing
 PARTITION = "burstbench_partition"
 STOP = "burstbench_stop"
 REPORT_KEY = "burstbench"
-START_LEAD_S = 1.0      # the common start epoch is this far ahead, so every worker has its slots first
+START_LEAD_S = 1.0      # the start epoch is this far past the users' spawn, so every worker is ready first
 STOP_FLUSH_S = 15.0     # how long Ctrl-C waits for workers' last rows
 WATCH_EVERY_S = 0.5
 PARTITION_WAIT_S = 60.0
@@ -103,12 +103,15 @@ class Coordinator:
             self.run.environment.process_exit_code = 2
             gevent.spawn(self.runner.quit)
         self.count = len(ids)
-        self.start_epoch = time.time() + START_LEAD_S
+        # Workers spawn their users at --spawn-rate: a schedule starting before they exist starts late.
+        options = self.runner.environment.parsed_options
+        lead_s = START_LEAD_S + users / max(options.spawn_rate or users or 1, 1e-9)
+        self.start_epoch = time.time() + lead_s
         for k, (client_id, (indices, offsets)) in enumerate(zip(ids, partition(self.run.schedule.offsets_s, len(ids)))):
             self.workers[client_id] = WorkerShare(client_id=client_id, index=k, share=len(indices))
             self._send_partition(client_id, k, indices, offsets)
         print(f"[burstbench] distributed: {len(self.run.schedule)} slots over {self.count} workers "
-              f"(worker k takes slots k, k+{self.count}, ...), start in {START_LEAD_S:.1f} s", flush=True)
+              f"(worker k takes slots k, k+{self.count}, ...), start in {lead_s:.1f} s", flush=True)
         self.watcher = gevent.spawn(self._watch)
         return self.start_epoch
 
