@@ -95,7 +95,7 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium not found and cannot be installed here: the browser test will be skipped"; fi; }
 
-test: install browser
+test: install browser nginx
 	$(PY) -m pytest
 
 # Disruptions under load (issue 6): make resilience [PLAN=local-default] [TARGET=local|k8s] [HOST=URL for k8s]
