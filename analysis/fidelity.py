@@ -207,6 +207,8 @@ def verdict(run: Run, alpha: float = ALPHA, table: pd.DataFrame | None = None) -
         table = fidelity_table(run, alpha=alpha, ad_max_n=0)
     pacing = _pacing(run)
     declared = str(declared_distribution(run))
+    if (run.info.get("distribution") or {}).get("process") == "trace":
+        declared = f"trace's best-fit {declared}"
     sched, sent = table.loc["scheduled"], table.loc["sent"]
     sched_name = "drawn think times" if pacing == "think" else "scheduled arrivals"
 

@@ -130,7 +130,7 @@ class Trace:
 
     def describe(self) -> dict:
         fit = self.fitted_gamma
-        return {"process": "trace", "mean_s": self.mean, "cv": self.cv,
+        return {"process": "trace", "label": str(self), "mean_s": self.mean, "rate_per_s": 1.0 / self.mean, "cv": self.cv,
                 "trace": {"file": str(self.path), "column": self.column, "sha256": self.sha256,
                           "timestamps": len(self), "scale": self.scale, "sorted_on_load": self.was_sorted,
                           "zero_gaps": int(np.sum(self.gaps_s == 0))},

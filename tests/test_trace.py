@@ -7,6 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.fidelity import verdict
+from analysis.runs import load_run
+from analysis.summary import summary
 from analysis.trace_fit import write_trace_fit
 from arrivals import Gamma, rng_for
 from arrivals.trace import Trace
@@ -82,6 +85,9 @@ def test_replay_reproduces_the_trace(server, tmp_path, processes):
     assert info["distribution"]["process"] == "trace" and info["distribution"]["trace"]["scale"] == pytest.approx(2)
     offsets = rows["scheduled_epoch"].to_numpy() - info["schedule"]["start_epoch"]
     np.testing.assert_allclose(offsets, 2 * (stamps - stamps[0]), atol=2e-6, rtol=0)
+    # The analysis reads a trace run like any other; fidelity is judged against the best-fitting gamma.
+    assert "trace(trace.csv, 32 timestamps" in summary(run_dir)
+    assert "best-fit gamma" in verdict(load_run(run_dir))
 
 
 def test_replay_refuses_more_requests_than_timestamps(server, tmp_path):
