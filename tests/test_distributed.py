@@ -92,7 +92,9 @@ def test_a_worker_that_dies_has_its_unsent_slots_counted(server, tmp_path):
         for worker_log in worker_logs:
             _wait_for(worker_log, " of 2: ", master)
         victim = next(w for w, wl in zip(workers, worker_logs) if "worker 1 of 2" in wl.read_text())
-        time.sleep(4)
+        # The schedule starts about 2 s after the partition and lasts about 20 s; workers report rows
+        # every 3 s. Killed about 8 s in, the victim has reported some rows and has many slots left.
+        time.sleep(10)
         victim.kill()
         master.wait(timeout=120)
     finally:
@@ -121,7 +123,7 @@ def test_ctrl_c_on_the_master_keeps_every_row(server, tmp_path):
                               start_new_session=True)
     try:
         _wait_for(log, "worker 1 of 2", master)
-        time.sleep(4)
+        time.sleep(6)  # the schedule starts about 2 s after the partition
         master.send_signal(signal.SIGINT)  # the master alone: it stops the workers itself
         assert master.wait(timeout=60) == 130
     finally:
