@@ -606,3 +606,20 @@ def test_import_arrivals_does_not_import_locust_or_gevent():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False False"
+
+
+def test_a_slot_given_back_unsent_is_claimed_again_first_with_its_due_time():
+    """A user stopped while holding a slot (Locust moving users between workers) loses no slot."""
+    from arrivals import Exponential
+
+    schedule = ArrivalSchedule.draw(Exponential(mean=1.0), 6, 0)
+    dispenser = SlotDispenser(schedule, worker_index=1, worker_count=2, clock=lambda: 100.0)
+    first, second = dispenser.claim(), dispenser.claim()
+    assert (first.index, second.index) == (1, 3)
+    dispenser.give_back(second)
+    assert dispenser.claimed == 1
+    again = dispenser.claim()
+    assert again == second  # same index, same due time: never re-timed
+    assert dispenser.claim().index == 5 and dispenser.claim() is None
+    dispenser.give_back(first)  # given back after the share ran out: still sent
+    assert dispenser.claim() == first and dispenser.claim() is None
