@@ -36,6 +36,7 @@ from arrivals import ArrivalSchedule, SlotDispenser, arrival_pacing, make_distri
 from arrivals.schedule import check_requests, check_seed
 from arrivals.trace import Trace
 from locustfiles.endpoint import redact_argv
+from locustfiles.flags import number
 from locustfiles.progress import progress_line
 from locustfiles.distributed import Coordinator, WorkerSide
 from locustfiles.recording import RowBuffer, RowRecorder, make_run_dir
@@ -70,17 +71,6 @@ def add_run_arguments(parser, dataset_help: str) -> None:
     g.add_argument("--run-name", default=None, help="suffix of the run folder (default: the scenario)")
     g.add_argument("--request-timeout", type=str, default="30", help="seconds before a request counts as timed out")
     g.add_argument("--progress-every", type=str, default="10", help="seconds between progress lines (> 0)")
-
-
-def number(flag, raw, convert, accepted, check):
-    """``raw`` converted and checked, or ValueError naming the flag and the accepted range."""
-    try:
-        value = convert(raw)
-    except (TypeError, ValueError):
-        raise ValueError(f"{flag} must be {accepted} (got {raw!r})") from None
-    if not check(value):
-        raise ValueError(f"{flag} must be {accepted} (got {raw!r})")
-    return value
 
 
 @dataclass(frozen=True)

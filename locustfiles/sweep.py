@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from arrivals import SCENARIOS, ArrivalSchedule, scenario  # noqa: E402
 from arrivals.trace import Trace  # noqa: E402
 from locustfiles.__main__ import DEFAULT_MODEL, LOCUSTFILE, stop, wait_ready  # noqa: E402
+from locustfiles.flags import number  # noqa: E402
 from locustfiles.progress import format_duration  # noqa: E402
 from locustfiles.recording import make_run_dir  # noqa: E402
 from locustfiles.run_info import git_commit, machine  # noqa: E402
@@ -87,22 +88,12 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def _num(flag, raw, convert, accepted, check):
-    try:
-        value = convert(raw)
-    except (TypeError, ValueError):
-        raise ValueError(f"{flag} must be {accepted} (got {raw!r})") from None
-    if not check(value):
-        raise ValueError(f"{flag} must be {accepted} (got {raw!r})")
-    return value
-
-
 def _pos(flag, raw):
-    return _num(flag, raw, float, "a number > 0", lambda v: 0 < v < math.inf)
+    return number(flag, raw, float, "a number > 0", lambda v: 0 < v < math.inf)
 
 
 def _int(flag, raw, low):
-    return _num(flag, raw, int, f"an integer >= {low}", lambda v: v >= low)
+    return number(flag, raw, int, f"an integer >= {low}", lambda v: v >= low)
 
 
 def make_plan(args) -> dict:
@@ -135,7 +126,7 @@ def make_plan(args) -> dict:
             rates = None
         if not rates or any(not 0 < r < math.inf for r in rates):
             raise ValueError(f"--rates must be a comma-separated list of rates in req/s > 0, e.g. 2,4,8 (got {args.rates!r})")
-    port = _num("--port", args.port, int, "an integer in [1, 65535]", lambda v: 1 <= v <= 65535)
+    port = number("--port", args.port, int, "an integer in [1, 65535]", lambda v: 1 <= v <= 65535)
     import socket
 
     with socket.socket() as sock:
@@ -145,24 +136,24 @@ def make_plan(args) -> dict:
         "variant": args.variant, "batching": batching, "processes": processes, "rates": rates,
         "slo_p99_ms": _pos("--slo-p99-ms", args.slo_p99_ms),
         "grid_start": _pos("--grid-start", args.grid_start),
-        "grid_factor": _num("--grid-factor", args.grid_factor, float, "a number > 1", lambda v: 1 < v < math.inf),
-        "max_steps": _num("--max-steps", args.max_steps, int, "an integer in [1, 50]", lambda v: 1 <= v <= 50),
-        "probe_rate": None if args.probe_rate == "auto" else _num(
+        "grid_factor": number("--grid-factor", args.grid_factor, float, "a number > 1", lambda v: 1 < v < math.inf),
+        "max_steps": number("--max-steps", args.max_steps, int, "an integer in [1, 50]", lambda v: 1 <= v <= 50),
+        "probe_rate": None if args.probe_rate == "auto" else number(
             "--probe-rate", args.probe_rate, float, "auto or a number > 0", lambda v: 0 < v < math.inf),
         "probe_requests": _int("--probe-requests", args.probe_requests, 20),
         "min_requests": _int("--min-requests", args.min_requests, 1),
-        "min_duration_s": _num("--min-duration", args.min_duration, float, "a number of seconds >= 0",
+        "min_duration_s": number("--min-duration", args.min_duration, float, "a number of seconds >= 0",
                                lambda v: 0 <= v < math.inf),
         "max_requests": _int("--max-requests", args.max_requests, 1),
-        "saturation_ratio": _num("--saturation", args.saturation, float, "a number in (0, 1]", lambda v: 0 < v <= 1),
-        "max_failed_share": _num("--max-failed-share", args.max_failed_share, float, "a number in [0, 1)",
+        "saturation_ratio": number("--saturation", args.saturation, float, "a number in (0, 1]", lambda v: 0 < v <= 1),
+        "max_failed_share": number("--max-failed-share", args.max_failed_share, float, "a number in [0, 1)",
                                  lambda v: 0 <= v < 1),
-        "stop_p99_multiple": _num("--stop-p99-multiple", args.stop_p99_multiple, float, "a number >= 1",
+        "stop_p99_multiple": number("--stop-p99-multiple", args.stop_p99_multiple, float, "a number >= 1",
                                   lambda v: 1 <= v < math.inf),
         "users_horizon_s": _pos("--users-horizon", args.users_horizon),
         "min_users": _int("--min-users", args.min_users, 1),
         "max_users": _int("--max-users", args.max_users, 1),
-        "request_timeout_s": _num("--request-timeout", args.request_timeout, float, "a number of seconds in (0, 3600]",
+        "request_timeout_s": number("--request-timeout", args.request_timeout, float, "a number of seconds in (0, 3600]",
                                   lambda v: 0 < v <= 3600),
         "seed": _int("--seed", args.seed, 0),
         "port": port,
