@@ -95,7 +95,7 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium not found and cannot be installed here: the browser test will be skipped"; fi; }
 
-test: install browser nginx
+test: install browser nginx tcpdump
 	$(PY) -m pytest
 
 # Disruptions under load (issue 6): make resilience [PLAN=local-default] [TARGET=local|k8s] [HOST=URL for k8s]
@@ -121,7 +121,7 @@ GEN_RATES ?= 250,500,1000,2000,3000,4000
 GEN_ARRIVALS ?= exponential,gamma:0.8
 GEN_PROCESSES ?= 1,2,4
 GEN_STEP_SECONDS ?= 3
-.PHONY: nginx bench-generator
+.PHONY: nginx tcpdump bench-generator
 nginx:
 	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
@@ -129,7 +129,15 @@ nginx:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
 	  else echo "nginx not found and cannot be installed here (needs root and apt-get): apt-get install nginx"; exit 1; fi; }
 
-bench-generator: install nginx
+# The wire observer (locustfiles/wire_capture.py): Debian's tcpdump, capturing on loopback as root.
+tcpdump:
+	@command -v tcpdump >/dev/null 2>&1 || test -x /usr/sbin/tcpdump || test -x /usr/bin/tcpdump || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's tcpdump for the generator benchmark's wire capture"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tcpdump >/dev/null; \
+	  else echo "tcpdump not found and cannot be installed here (needs root and apt-get): apt-get install tcpdump"; exit 1; fi; }
+
+bench-generator: install nginx tcpdump
 	$(PY) -m locustfiles.bench_generator --rates $(GEN_RATES) --arrivals $(GEN_ARRIVALS) \
 	  --processes $(GEN_PROCESSES) --step-seconds $(GEN_STEP_SECONDS) --seed $(SEED)
 

@@ -41,20 +41,34 @@ def think_time(distribution: ArrivalDistribution, seed: int) -> Callable[[object
     return wait_time
 
 
-def arrival_pacing(dispenser: SlotDispenser, clock: Callable[[], float] | None = None) -> Callable[[object], float]:
+def arrival_pacing(dispenser: SlotDispenser, clock: Callable[[], float] | None = None,
+                   dispatcher="auto") -> Callable[[object], float]:
     """``wait_time = arrival_pacing(SlotDispenser(ArrivalSchedule.draw(dist, n, seed)))``.
 
-    Claims the next slot for this user and returns the sleep until it is due (0 when
-    it is already late; the lateness is recorded, the slot is never re-timed or dropped).
-    ``clock`` defaults to the dispenser's, so both read one time base.
+    Claims the next slot for this user and waits until it is due, to a few tens of microseconds
+    (``dispatch.Dispatcher``: gevent's own sleep is a millisecond coarse), then returns 0. A late
+    slot is sent at once; its lateness is recorded, it is never re-timed or dropped.
+    ``dispatcher``: "auto" (one per process, made at the first wait, the best mode here), a
+    ``Dispatcher``, or None to return the sleep until due instead of waiting (what a test with a
+    fake ``clock`` wants; ``clock`` defaults to the dispenser's).
     """
+    if clock is not None and dispatcher == "auto":
+        dispatcher = None  # a fake clock cannot drive a real timer
     clock = clock or dispenser.clock
+    made: list = [dispatcher]
 
     def wait_time(user) -> float:
         slot = dispenser.claim()
         user.arrival_slot = slot
         if slot is None:
             return 0.0
-        return max(0.0, slot.due_epoch - clock())
+        if made[0] is None:
+            return max(0.0, slot.due_epoch - clock())
+        if made[0] == "auto":
+            from .dispatch import Dispatcher
+
+            made[0] = Dispatcher()
+        made[0].wait_until(made[0].to_perf(slot.due_epoch))
+        return 0.0
 
     return wait_time

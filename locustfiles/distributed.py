@@ -22,6 +22,7 @@ What happens to slots when workers come and go:
 """
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from gevent.event import Event
 from locust.exception import StopUser
 from locust.runners import STATE_MISSING
 
-from arrivals import SlotDispenser, arrival_pacing
+from arrivals import SlotDispenser
 
 PARTITION = "burstbench_partition"
 STOP = "burstbench_stop"
@@ -221,10 +222,12 @@ class WorkerSide:
         if self.run is None or self.partition is None or self.ready.is_set():
             return
         p = self.partition
+        gc.collect()
+        gc.freeze()  # as core.freeze_setup_garbage: no full collection of set-up objects on the request path
         dispenser = SlotDispenser.for_slots(p["indices"], p["offsets_s"])
         dispenser.start(p["start_epoch"])
         self.run.use_share(dispenser, worker=p["worker"], on_done=self.flush)
-        self.pacing = arrival_pacing(dispenser)
+        self.pacing = self.run.arrival_wait  # the precise dispatcher, as in a single process
         self.ready.set()
         print(f"[burstbench] worker {p['worker']} of {p['workers']}: {dispenser.total} slots, "
               f"the master's message took {self.message_delay_ms:.1f} ms", flush=True)

@@ -28,6 +28,7 @@ from locustfiles.outcomes import check_response  # noqa: E402
 
 ROUTE = "/"
 EXPECTED_STATUS = 200
+REQUEST_HEADER = "X-Burstbench-Request"
 
 
 class FixedBodyTarget:
@@ -38,7 +39,9 @@ class FixedBodyTarget:
 
     def request(self, user, texts, timeout_s):
         # FastHttpUser's timeout is per user (network_timeout, set by install), not per request.
-        return user.client.get(ROUTE, catch_response=True, name=ROUTE)
+        # The request index travels in a header, so an observer on the wire can pair it with its row.
+        return user.client.get(ROUTE, catch_response=True, name=ROUTE,
+                               headers={REQUEST_HEADER: str(user.burstbench_request_index)})
 
     def judge(self, resp):
         status, error = resp.status_code or 0, getattr(resp, "error", None)

@@ -11,9 +11,9 @@ ROW_COLUMNS = (
     "request_index",     # slot in the arrival schedule (or order of sending under think pacing)
     "user",              # which Locust user sent it
     "scheduled_epoch",   # when it was due (arrival pacing) or when the think time ended
-    "sent_epoch",        # when it actually went out
+    "sent_epoch",        # when it went out: just before the socket write (FastHttpUser), else before the request is built
     "lateness_ms",       # sent - scheduled
-    "latency_ms",        # service latency: send to response read
+    "latency_ms",        # service latency: socket write to the last read of the answer (FastHttpUser)
     "corrected_latency_ms",  # schedule-corrected: scheduled send to response read
     "status",            # HTTP status, 0 when no response came
     "ok",                # 1 or 0
@@ -27,6 +27,9 @@ ROW_COLUMNS = (
     "label",
     "think_s",           # the drawn think time (think pacing)
     "worker",            # which load process sent it: 0 alone, k of W in a distributed run
+    "e2e_latency_ms",    # the client's whole request: before it is built to after the answer is judged
+    "claim_late_ms",     # how overdue the slot already was when a user became free to claim it (too few users)
+    "new_connection",    # 1 when the request had to open a TCP connection first
 )
 
 
