@@ -1,7 +1,8 @@
 """`python -m analysis report RUN`: everything one run says, as Markdown, HTML, CSV and PNG.
 
-The report opens with the verdicts a reader needs first (did the arrivals fit the declared
-process, was the run complete), then the paper's tables and figures and more.
+The report opens with the verdicts a reader needs first (did the load generator limit the run,
+did the arrivals fit the declared process, was the run complete), then the paper's tables and
+figures and more.
 """
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .fidelity import (declared_distribution, fidelity_table, gap_figure, lateness_table, scheduled_gaps_s,
                        sent_gaps_s, verdict)
+from .generator_health import CPU_LIMIT_PERCENT, GENERATOR_FILE, LATENESS_LIMIT_MS, LOOP_DELAY_LIMIT_MS
 from .latency import batch_sizes, latency_table, locust_percentiles, run_facts
 from .runs import Run, load_run
-from .summary import latency_figure, summarise
+from .summary import generator_lines, latency_figure, summarise
 from .timeline import timeline, timeline_figure
 
 REPORT_DIR = "report"
@@ -43,6 +46,9 @@ def build_sections(run: Run, out: Path) -> list[Section]:
     failures = facts["failure_kinds"]
     headline.append(f"{len(run.ok_rows)} of {len(run.rows)} requests succeeded"
                     + (f"; failures by kind: {failures}." if failures else "."))
+    # The generator's verdict comes first, one paragraph a line: when it limited the run, nothing
+    # below measures the service alone.
+    verdict_text = "\n\n".join([*generator_lines(run, facts["lateness_p99_ms"]), " ".join(headline)])
 
     overview = pd.DataFrame({"value": {
         "scenario": facts["scenario"], "declared process": str(dist), "pacing": facts["pacing"],
@@ -73,9 +79,22 @@ def build_sections(run: Run, out: Path) -> list[Section]:
     if locust is not None:
         latency_text += " Locust's own percentiles are bucketed (1 ms below 100 ms, 10 ms to 1 s, 100 ms above): shown beside, labelled."
     shown = latency_display(lat, locust)
+    generator = []
+    if run.generator is not None:
+        generator = [Section(
+            "Load generator",
+            f"Each load process sampled itself ({GENERATOR_FILE}): CPU time over wall time (% of one core), the "
+            "longest stretch its event loop ran without polling (loop delay: how long a due send or a ready "
+            "response could wait), and its sends' lateness. The verdict flags a process at "
+            f"{CPU_LIMIT_PERCENT:g} % of a core or more, or send lateness p99 above {LATENESS_LIMIT_MS:g} ms, "
+            f"and names loop stalls of {LOOP_DELAY_LIMIT_MS:g} ms or more and sends already overdue when a user "
+            "became free; each process's first sample (start-up) is left out of the CPU figures. "
+            "Over time: the timeline figure.",
+            tables=[("generator_summary", generator_table(run.generator))])]
     return [
-        Section("Verdict", " ".join(headline)),
+        Section("Verdict", verdict_text),
         Section("Run", tables=[("overview", overview)]),
+        *generator,
         Section("Latency (Tables 3-4)", latency_text,
                 tables=[("latency", shown)] + ([("locust_percentiles", locust)] if locust is not None else []),
                 figures=[figures["latency"]], csv={"latency": lat}),
@@ -89,6 +108,28 @@ def build_sections(run: Run, out: Path) -> list[Section]:
         Section("Timeline (Figure 4)", "Requests, failures and latency over time, in fixed windows.",
                 tables=[("timeline", tl)], figures=[figures["timeline"]]),
     ]
+
+
+def generator_table(samples: pd.DataFrame) -> pd.DataFrame:
+    """One row per load process: its CPU, loop delay, memory and sends over the run."""
+    rows = {}
+    for worker, part in samples.groupby("worker", sort=True):
+        judged = part.iloc[1:] if len(part) > 1 else part  # the first sample is start-up (generator_health)
+        judged_cpu = judged[judged["cpu_percent"].notna() & (judged["interval_s"] > 0)]
+        above = judged["cpu_percent"] >= CPU_LIMIT_PERCENT
+        rows[f"load process {worker}"] = {
+            "samples": len(part),
+            "monitored (s)": float(part["interval_s"].sum()),
+            "CPU mean (% core)": float(np.average(judged_cpu["cpu_percent"], weights=judged_cpu["interval_s"]))
+            if len(judged_cpu) else float("nan"),
+            "CPU max (% core)": float(judged["cpu_percent"].max()),
+            f"time at >= {CPU_LIMIT_PERCENT:g} % (s)": float(judged.loc[above, "interval_s"].sum()),
+            "loop delay max (ms)": float(judged["loop_delay_ms"].max()),
+            "RSS max (MiB)": float(part["rss_mb"].max()),
+            "sends": int(part["sends"].sum()),
+            "overdue at claim": int(part["claim_late"].sum()),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("worker")
 
 
 def latency_display(lat: pd.DataFrame, locust: pd.DataFrame | None) -> pd.DataFrame:
@@ -141,7 +182,7 @@ def to_html(run: Run, sections: list[Section]) -> str:
         body.append(f"<h2>{html.escape(s.title)}</h2>")
         if s.text:
             cls = ' class="verdict"' if s.title == "Verdict" else ""
-            body.append(f"<p{cls}>{html.escape(s.text)}</p>")
+            body += [f"<p{cls}>{html.escape(paragraph)}</p>" for paragraph in s.text.split("\n\n")]
         for name, table in s.tables:
             body.append(f"<h3>{html.escape(name)}</h3>" + _fmt(table).to_html(border=0, na_rep="n/a"))
         for fig in s.figures:

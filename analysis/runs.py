@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from .generator_health import GENERATOR_COLUMNS, GENERATOR_FILE
+
 ROWS_FILE = "requests.csv"
 # The rows schema written by locustfiles/recording.py (a test keeps the two in step).
 KNOWN_COLUMNS = ("request_index", "user", "scheduled_epoch", "sent_epoch", "lateness_ms", "latency_ms",
                  "corrected_latency_ms", "status", "ok", "failure_kind", "failure_text", "batch_size",
-                 "text_index", "text_chars", "tokens", "truncated", "label", "think_s", "worker")
+                 "text_index", "text_chars", "tokens", "truncated", "label", "think_s", "worker",
+                 "e2e_latency_ms", "claim_late_ms", "new_connection")
 REQUIRED_COLUMNS = ("request_index", "scheduled_epoch", "sent_epoch", "lateness_ms", "latency_ms",
                     "corrected_latency_ms", "status", "ok", "failure_kind")
 NUMERIC_COLUMNS = ("request_index", "scheduled_epoch", "sent_epoch", "lateness_ms", "latency_ms",
@@ -28,6 +31,9 @@ class Run:
     info: dict
     rows: pd.DataFrame
     dropped_rows: int = 0  # incomplete rows (a truncated last line): reported as partial, never as zero
+    # The load processes' own samples (generator.csv: CPU, loop delay, lateness per interval and
+    # worker, see analysis.generator_health); None for runs recorded before the generator watched itself.
+    generator: pd.DataFrame | None = None
 
     @property
     def partial(self) -> bool:
@@ -74,4 +80,24 @@ def load_run(path: str | Path) -> Run:
     rows = rows.loc[complete].copy()
     rows[list(NUMERIC_COLUMNS)] = numeric.loc[complete]
     return Run(path=path, info=info, rows=rows.sort_values("request_index", kind="stable").reset_index(drop=True),
-               dropped_rows=int((~complete).sum()))
+               dropped_rows=int((~complete).sum()), generator=load_generator(path / GENERATOR_FILE))
+
+
+def load_generator(path: Path) -> pd.DataFrame | None:
+    """generator.csv as numbers sorted by worker and time; None when the run has none (older runs).
+
+    A truncated last line (the process killed mid-write) is dropped; a file with the wrong columns
+    or no readable number is a RunError naming it.
+    """
+    if not path.is_file():
+        return None
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise RunError(f"{path}: unreadable ({type(err).__name__}: {err})") from None
+    if tuple(frame.columns) != GENERATOR_COLUMNS:
+        raise RunError(f"{path}: columns {list(frame.columns)}, expected {', '.join(GENERATOR_COLUMNS)}")
+    frame = frame.apply(pd.to_numeric, errors="coerce")
+    frame = frame[frame[["epoch", "worker", "interval_s"]].notna().all(axis=1)].copy()
+    frame["worker"] = frame["worker"].astype(int)
+    return frame.sort_values(["worker", "epoch"], kind="stable").reset_index(drop=True)

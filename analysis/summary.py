@@ -9,19 +9,32 @@ matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .generator_health import busy_waits, generator_verdict  # noqa: E402
 from .latency import QUANTILES, run_facts, summarise  # noqa: E402
 from .runs import Run, load_run  # noqa: E402
 from .figures import save_figure  # noqa: E402
 
 
+def generator_lines(run: Run, lateness_p99_ms: float) -> list[str]:
+    """The generator verdict of a run that recorded generator.csv ([] when it kept up, or has none).
+
+    ``lateness_p99_ms``: the send lateness p99 over all rows (every load process together).
+    """
+    if run.generator is None:
+        return []
+    return generator_verdict(run.generator, lateness_p99_ms, busy_wait=busy_waits(run.info))
+
+
 def format_summary(run: Run, table: pd.DataFrame, facts: dict) -> str:
+    """The run's first lines (the generator verdict when it limited the run), then the table."""
     shown = table.copy()
     for col in [*QUANTILES, "min", "avg", "max"]:
         shown[col] = shown[col].map(lambda v: "n/a" if pd.isna(v) else f"{v:.1f}")
-    header = (f"run {run.name}: {facts['process']} ({facts['scenario']}), pacing {facts['pacing']}, "
-              f"{facts['users']} users\n"
-              f"offered {facts['offered_rate_per_s']:.3f} req/s, achieved {facts['achieved_rate_per_s']:.3f} req/s; "
-              f"lateness p99 {facts['lateness_p99_ms']:.1f} ms (max {facts['lateness_max_ms']:.1f} ms)")
+    header = "".join(line + "\n" for line in generator_lines(run, facts["lateness_p99_ms"]))
+    header += (f"run {run.name}: {facts['process']} ({facts['scenario']}), pacing {facts['pacing']}, "
+               f"{facts['users']} users\n"
+               f"offered {facts['offered_rate_per_s']:.3f} req/s, achieved {facts['achieved_rate_per_s']:.3f} req/s; "
+               f"lateness p99 {facts['lateness_p99_ms']:.1f} ms (max {facts['lateness_max_ms']:.1f} ms)")
     if facts["batch_size_max"] is not None:
         header += f"; largest batch {facts['batch_size_max']}, {100 * facts['batches_over_one_share']:.0f}% of requests batched with others"
     if facts["failure_kinds"]:

@@ -6,6 +6,11 @@ went out, not the one in which it finished: a request sent just before an outage
 it shows its long latency at the outage's start, and the failure and latency of one request
 always land in the same window as its send. ``requests_per_s`` is the offered rate realised in
 that window; use it beside ``failures_per_s`` to see what share of the load failed.
+
+When the run recorded its load processes' own samples (generator.csv), the figure gains two
+panels on the same time axis: each load process's CPU use (% of one core, with the 90 % line of
+the generator verdict) and its event-loop delay (the longest stretch without polling, log scale,
+with the 10 ms stall line). A sample covers the interval that ends at its ``epoch``.
 """
 from __future__ import annotations
 
@@ -19,12 +24,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .generator_health import CPU_LIMIT_PERCENT, LOOP_DELAY_LIMIT_MS  # noqa: E402
 from .runs import Run, RunError  # noqa: E402
 from .figures import save_figure  # noqa: E402
 
 TARGET_WINDOWS = 40
 MIN_WINDOW_S = 1.0
 LATENCY_QUANTILES = {"p50": 0.50, "p95": 0.95}
+LOOP_DELAY_FLOOR_MS = 1e-3  # the log axis's floor: a loop idle all interval reads microseconds
 
 
 def default_window_s(span_s: float) -> float:
@@ -108,14 +115,22 @@ def events(run: Run) -> pd.DataFrame:
 
 
 def timeline_figure(run: Run, path: str | Path, window_s: float | None = None) -> Path:
-    """Two panels sharing x: requests/s and failures/s; p50 and p95 service latency; event markers."""
+    """Panels sharing x: requests/s and failures/s; p50 and p95 service latency; event markers.
+
+    With generator.csv two more: CPU % of a core and event-loop delay, per load process.
+    """
     path = Path(path)
     table = timeline(run, window_s)
     marks = events(run)
     x_s = table.index.to_numpy()
     width_s = table.attrs["window_s"]
+    generator = run.generator if run.generator is not None and len(run.generator) else None
 
-    fig, (ax_rate, ax_lat) = plt.subplots(2, 1, sharex=True, figsize=(9, 5.5))
+    if generator is None:
+        fig, axes = plt.subplots(2, 1, sharex=True, figsize=(9, 5.5))
+    else:
+        fig, axes = plt.subplots(4, 1, sharex=True, figsize=(9, 9.5), height_ratios=(1, 1, 0.8, 0.8))
+    ax_rate, ax_lat = axes[:2]
     edges_s = np.append(x_s, x_s[-1] + width_s)  # repeat the last value so the last window is drawn whole
     for column, color, label in (("requests_per_s", "#4C72B0", "requests/s"), ("failures_per_s", "#C44E52", "failures/s")):
         values = table[column].to_numpy()
@@ -125,13 +140,42 @@ def timeline_figure(run: Run, path: str | Path, window_s: float | None = None) -
     ax_lat.plot(x_s + width_s / 2, table["p50_ms"], marker=".", color="#4C72B0", label="p50")
     ax_lat.plot(x_s + width_s / 2, table["p95_ms"], marker=".", color="#DD8452", label="p95")
     ax_lat.set_ylabel("service latency (ms)")
-    ax_lat.set_xlabel(f"time since first send (s), {width_s:g} s windows by send time")
     ax_lat.legend(fontsize=8, loc="upper left")
+    if generator is not None:
+        _generator_panels(axes[2], axes[3], generator, float(run.rows["sent_epoch"].min()))
+    axes[-1].set_xlabel(f"time since first send (s), {width_s:g} s windows by send time")
     for offset_s, label in zip(marks["offset_s"], marks["label"]):
-        for ax in (ax_rate, ax_lat):
+        for ax in axes:
             ax.axvline(offset_s, color="black", linestyle=":", linewidth=1)
         ax_rate.annotate(label, xy=(offset_s, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -2),
                          textcoords="offset points", rotation=90, ha="left", va="top", fontsize=7)
     dist = run.info.get("distribution") or {}
     ax_rate.set_title(f"{run.name}\n{dist.get('label')}, pacing {run.info.get('pacing')}", fontsize=9)
     return save_figure(fig, path)
+
+
+def _generator_panels(ax_cpu, ax_loop, generator: pd.DataFrame, first_sent_epoch: float) -> None:
+    """Each load process's samples as steps over the interval each one covers."""
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (worker, samples) in enumerate(generator.groupby("worker", sort=True)):
+        end_s = samples["epoch"].to_numpy(dtype=float) - first_sent_epoch
+        start_s = end_s - np.nan_to_num(samples["interval_s"].to_numpy(dtype=float))
+        edges_s = np.append(start_s[:1], end_s)
+        color = colors[i % len(colors)]
+        for ax, column in ((ax_cpu, "cpu_percent"), (ax_loop, "loop_delay_ms")):
+            values = samples[column].to_numpy(dtype=float)
+            if column == "loop_delay_ms":
+                values = np.maximum(values, LOOP_DELAY_FLOOR_MS)
+            ax.step(edges_s, np.append(values, values[-1]), where="post", color=color, linewidth=1,
+                    label=f"load process {worker}")
+    ax_cpu.axhline(CPU_LIMIT_PERCENT, color="#C44E52", linestyle="--", linewidth=1,
+                   label=f"{CPU_LIMIT_PERCENT:g} % of a core")
+    ax_cpu.set_ylim(bottom=0, top=max(110.0, float(np.nanmax(generator["cpu_percent"].to_numpy(dtype=float),
+                                                             initial=0.0)) * 1.05))
+    ax_cpu.set_ylabel("generator CPU (% of a core)")
+    ax_cpu.legend(fontsize=7, loc="best", ncol=4)
+    ax_loop.axhline(LOOP_DELAY_LIMIT_MS, color="#C44E52", linestyle="--", linewidth=1,
+                    label=f"{LOOP_DELAY_LIMIT_MS:g} ms: a stall")
+    ax_loop.set_yscale("log")
+    ax_loop.set_ylabel("loop delay (ms)")
+    ax_loop.legend(fontsize=7, loc="best", ncol=4)

@@ -36,16 +36,19 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import pandas as pd  # noqa: E402
 
-from analysis import generator  # noqa: E402
+from analysis import generator, wire  # noqa: E402
 from analysis.runs import RunError, load_run  # noqa: E402
 from arrivals import make_distribution  # noqa: E402
+from locustfiles import peers  # noqa: E402
 from locustfiles.recording import make_run_dir  # noqa: E402
+from locustfiles.wire_capture import WireCapture  # noqa: E402
 from locustfiles.run_info import git_commit, machine, package_versions  # noqa: E402
 
 LOCUSTFILE = REPO_ROOT / "locustfiles" / "fixed_body.py"
 NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx")
 NGINX_READY_S = 10.0
 STEP_OVERHEAD_S = 6.0       # Locust start (imports) and stop per step, for the runtime estimate
+PEER_OVERHEAD_S = 12.0      # AIPerf's start (its services) and stop
 STEP_SLACK = 3.0            # a step may take this many times its scheduled duration (plus 10 s) before -t stops it
 SPAWN_RATE = 1000           # all users at once: slow spawning would make the first slots late
 
@@ -98,20 +101,58 @@ def _float(flag: str, raw: str, lo: float, hi: float) -> float:
     return value
 
 
+# The issue's targets, one case each: arrival@rate[xrequests][/processes]
+TARGET_CASES = ("exponential@200x4000,gamma:0.5@200x4000,gamma:0.5@20x1200,"
+                "exponential@1000x5000,exponential@1000x5000/2,exponential@4000x12000")
+DISPATCHERS = ("timerfd", "spin", "sleep")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One arrival process at one rate: every tool sends it in turn, and the wire judges each."""
+
+    arrival: tuple          # (label, process, shape)
+    rate: float
+    requests: int
+    processes: int = 1
+
+    @property
+    def name(self) -> str:
+        return f"{_name(self.arrival[0])}-r{self.rate:g}-p{self.processes}"
+
+
+def _case(part: str) -> Case:
+    """``gamma:0.5@20x1200/2``: arrival @ rate [x requests] [/ processes]."""
+    arrival, _, rest = part.partition("@")
+    rest, _, procs = rest.partition("/")
+    rate, _, n = rest.partition("x")
+    return Case(_arrival(arrival), float(rate), int(n) if n else 0, int(procs) if procs else 1)
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m locustfiles.bench_generator", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rates", default="250,500,1000,2000,3000,4000", help="offered rates in req/s, comma-separated")
-    p.add_argument("--arrivals", default="exponential,gamma:0.8", help="exponential and/or gamma:<shape>")
-    p.add_argument("--processes", default="1", help="load process counts, comma-separated (1 = one plain Locust "
-                                                    "process; N > 1 = Locust's --processes N)")
+    p.add_argument("--cases", default=None,
+                   help="arrival@rate[xrequests][/processes], comma-separated (default: the precise-pacing targets, "
+                        f"{TARGET_CASES}); --rates instead runs the grid --rates x --arrivals x --processes")
+    p.add_argument("--rates", default=None, help="offered rates in req/s, comma-separated (a grid instead of --cases)")
+    p.add_argument("--arrivals", default="exponential,gamma:0.8", help="grid: exponential and/or gamma:<shape>")
+    p.add_argument("--processes", default="1", help="grid: load process counts, comma-separated (1 = one plain "
+                                                    "Locust process; N > 1 = Locust's --processes N)")
     p.add_argument("--step-seconds", default="5", help="scheduled duration of a step (requests = rate x this)")
     p.add_argument("--min-requests", default="1000", help="at least this many requests per step (stable tails)")
     p.add_argument("--max-requests", default="30000", help="at most this many requests per step (bounded time)")
     p.add_argument("--requests", default=None, help="exactly this many requests per step (overrides the three above)")
     p.add_argument("--users", default="64", help="Locust users in total, the same for both pacings (default 64)")
     p.add_argument("--seed", default="0", help="seed of every step's schedule")
+    p.add_argument("--dispatchers", default=",".join(DISPATCHERS),
+                   help=f"burstbench's ways of waiting for a slot to compare: {', '.join(DISPATCHERS)}")
     p.add_argument("--constant-throughput", default="on", help="on or off: also run Locust's constant_throughput")
+    p.add_argument("--peers", default="aiperf", help="open-loop peer tools to run in their own venvs under build/ "
+                                                     "(aiperf), or none")
+    p.add_argument("--wire", default="auto", help="auto, on or off: capture every step on loopback (tcpdump) and "
+                                                  "judge it from the wire (auto: when tcpdump can capture)")
+    p.add_argument("--keep-pcap", action="store_true", help="keep each step's packet capture (default: deleted once read)")
     p.add_argument("--results-dir", type=Path, default=REPO_ROOT / "results")
     p.add_argument("--nginx", default=None, help="nginx binary (default: nginx on PATH, then /usr/sbin/nginx)")
     return p.parse_args(argv)
@@ -119,61 +160,88 @@ def parse_args(argv):
 
 @dataclass(frozen=True)
 class Plan:
-    rates: list
-    arrivals: list
-    processes: list
-    step_seconds: float
-    min_requests: int
-    max_requests: int
-    requests: int | None
+    cases: list
     users: int
     seed: int
+    dispatchers: list
     constant_throughput: bool
+    peers: list
+    wire: bool
+    keep_pcap: bool
     results_dir: Path
     nginx: str
 
     @classmethod
     def from_args(cls, a) -> "Plan":
-        rates = _list("--rates", a.rates, float, "rates in req/s in (0, 100000]", lambda v: 0 < v <= 100_000)
-        try:
-            arrivals = [_arrival(part.strip()) for part in a.arrivals.split(",")]
-        except ValueError:
-            raise ValueError(f"--arrivals must be a comma-separated list of exponential and gamma:<shape > 0> "
-                             f"(got {a.arrivals!r})") from None
-        if len({label for label, _, _ in arrivals}) != len(arrivals):
-            raise ValueError(f"--arrivals lists a process twice (got {a.arrivals!r})")
-        processes = _list("--processes", a.processes, int, "integers in [1, 64]", lambda v: 1 <= v <= 64)
-        if a.constant_throughput not in ("on", "off"):
-            raise ValueError(f"--constant-throughput must be on or off (got {a.constant_throughput!r})")
         min_requests = _int("--min-requests", a.min_requests, 2, 10_000_000)
         max_requests = _int("--max-requests", a.max_requests, min_requests, 10_000_000)
+        step_s = _float("--step-seconds", a.step_seconds, 0, 3600)
+        fixed = None if a.requests is None else _int("--requests", a.requests, 2, 10_000_000)
+
+        def requests_at(rate: float) -> int:
+            return fixed if fixed is not None else int(min(max_requests, max(min_requests, round(rate * step_s))))
+
+        if a.rates is not None and a.cases is not None:
+            raise ValueError("--cases and --rates are two ways to choose the steps: give one of them")
+        if a.rates is not None:
+            rates = _list("--rates", a.rates, float, "rates in req/s in (0, 100000]", lambda v: 0 < v <= 100_000)
+            try:
+                arrivals = [_arrival(part.strip()) for part in a.arrivals.split(",")]
+            except ValueError:
+                raise ValueError(f"--arrivals must be a comma-separated list of exponential and gamma:<shape > 0> "
+                                 f"(got {a.arrivals!r})") from None
+            if len({label for label, _, _ in arrivals}) != len(arrivals):
+                raise ValueError(f"--arrivals lists a process twice (got {a.arrivals!r})")
+            processes = _list("--processes", a.processes, int, "integers in [1, 64]", lambda v: 1 <= v <= 64)
+            cases = [Case(arr, r, requests_at(r), p) for p in sorted(processes) for r in sorted(rates) for arr in arrivals]
+        else:
+            raw = a.cases or TARGET_CASES
+            accepted = "arrival@rate[xrequests][/processes] (arrival: exponential or gamma:<shape > 0>; rate in " \
+                       "(0, 100000] req/s; requests >= 2; processes in [1, 64]), e.g. gamma:0.5@20x1200"
+            cases = []
+            for part in raw.split(","):
+                try:
+                    case = _case(part.strip())
+                except ValueError:
+                    raise ValueError(f"--cases must be a comma-separated list of {accepted} (got {part!r})") from None
+                if not 0 < case.rate <= 100_000 or not 1 <= case.processes <= 64 or case.requests == 1 or case.requests < 0:
+                    raise ValueError(f"--cases must be a comma-separated list of {accepted} (got {part!r})")
+                cases.append(Case(case.arrival, case.rate, case.requests or requests_at(case.rate), case.processes))
+            if len({c.name for c in cases}) != len(cases):
+                raise ValueError(f"--cases lists a case twice (got {raw!r})")
+        dispatchers = _list("--dispatchers", a.dispatchers, str, f"dispatchers ({', '.join(DISPATCHERS)})",
+                            lambda v: v in DISPATCHERS)
+        if a.constant_throughput not in ("on", "off"):
+            raise ValueError(f"--constant-throughput must be on or off (got {a.constant_throughput!r})")
+        peer_names = [] if a.peers.strip() == "none" else _list("--peers", a.peers, str,
+                                                                f"peer tools ({', '.join(peers.PEERS)}) or none",
+                                                                lambda v: v in peers.PEERS)
         users = _int("--users", a.users, 1, 10_000)
-        if users < max(processes):
-            raise ValueError(f"--users must be at least the largest --processes ({max(processes)}), "
+        if users < max(c.processes for c in cases):
+            raise ValueError(f"--users must be at least the largest number of processes ({max(c.processes for c in cases)}), "
                              f"so that every process has a user (got {users})")
-        return cls(
-            rates=sorted(rates), arrivals=arrivals, processes=sorted(processes),
-            step_seconds=_float("--step-seconds", a.step_seconds, 0, 3600),
-            min_requests=min_requests, max_requests=max_requests,
-            requests=None if a.requests is None else _int("--requests", a.requests, 2, 10_000_000),
-            users=users, seed=_int("--seed", a.seed, 0, 2**63 - 1),
-            constant_throughput=a.constant_throughput == "on",
-            results_dir=a.results_dir, nginx=find_nginx(a.nginx),
-        )
+        if a.wire not in ("auto", "on", "off"):
+            raise ValueError(f"--wire must be auto, on or off (got {a.wire!r})")
+        why_not = WireCapture.available() if a.wire != "off" else None
+        if a.wire == "on" and why_not:
+            raise ValueError(f"--wire on, but no packet capture is possible here: {why_not}")
+        return cls(cases=cases, users=users, seed=_int("--seed", a.seed, 0, 2**63 - 1), dispatchers=dispatchers,
+                   constant_throughput=a.constant_throughput == "on", peers=peer_names,
+                   wire=a.wire != "off" and why_not is None, keep_pcap=a.keep_pcap,
+                   results_dir=a.results_dir, nginx=find_nginx(a.nginx))
 
-    def requests_at(self, rate: float) -> int:
-        if self.requests is not None:
-            return self.requests
-        return int(min(self.max_requests, max(self.min_requests, round(rate * self.step_seconds))))
-
-    @property
-    def ct_runs(self) -> int:
-        """constant_throughput runs per rate: at 1 process only (core's closed loop is single-process)."""
-        return int(self.constant_throughput and 1 in self.processes)
+    def tools(self, case: Case) -> list[tuple]:
+        """(tool, dispatcher) pairs for one case: ours per dispatcher, Locust's and the peers' at 1 process."""
+        tools = [("burstbench", d) for d in self.dispatchers]
+        if case.processes == 1:  # core's closed loop and the peers are single-process here
+            tools += [("constant_throughput", None)] if self.constant_throughput else []
+            tools += [(name, None) for name in self.peers]
+        return tools
 
     def estimate_s(self) -> float:
-        per_rate = sum(self.requests_at(r) / r + STEP_OVERHEAD_S for r in self.rates)
-        return per_rate * (len(self.arrivals) * len(self.processes) + self.ct_runs)
+        per_tool = {"burstbench": STEP_OVERHEAD_S, "constant_throughput": STEP_OVERHEAD_S}
+        return sum(c.requests / c.rate + per_tool.get(tool, PEER_OVERHEAD_S)
+                   for c in self.cases for tool, _ in self.tools(c))
 
 
 def find_nginx(explicit: str | None) -> str:
@@ -206,6 +274,7 @@ http {{
         listen 127.0.0.1:{port};
         default_type application/json;
         location / {{ return 200 '{{"ok":1}}'; }}
+{locations}
     }}
 }}
 """
@@ -226,7 +295,7 @@ class FixedBodyServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.conf = self.tmp / "nginx.conf"
-        self.conf.write_text(NGINX_CONF.format(tmp=self.tmp, port=self.port))
+        self.conf.write_text(NGINX_CONF.format(tmp=self.tmp, port=self.port, locations=peers.NGINX_LOCATIONS))
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "FixedBodyServer":
@@ -286,9 +355,9 @@ class StepError(RuntimeError):
 
 
 def run_step(plan: Plan, url: str, runs_dir: Path, logs_dir: Path, name: str, *, rate: float, processes: int,
-             arrival: tuple | None) -> Path:
+             arrival: tuple | None, requests: int, dispatcher: str | None = None) -> Path:
     """One Locust run; ``arrival`` None is Locust's constant_throughput. Returns the run folder."""
-    n = plan.requests_at(rate)
+    n = requests
     mean_s = 1.0 / rate
     limit_s = math.ceil(STEP_SLACK * n * mean_s + 10)
     cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
@@ -299,7 +368,8 @@ def run_step(plan: Plan, url: str, runs_dir: Path, logs_dir: Path, name: str, *,
         cmd += ["--arrival", "exponential", "--pacing", "think", "ConstantThroughputUser"]
     else:
         _, process, shape = arrival
-        cmd += ["--arrival", process] + (["--shape", repr(shape)] if shape is not None else []) + ["FixedBodyUser"]
+        cmd += ["--arrival", process] + (["--shape", repr(shape)] if shape is not None else [])
+        cmd += ["--dispatcher", dispatcher or "auto", "FixedBodyUser"]
     if processes > 1:
         cmd[cmd.index("--headless"):cmd.index("--headless")] = ["--processes", str(processes)]
     log_path = logs_dir / f"{name}.log"
@@ -336,63 +406,76 @@ def _name(label: str) -> str:
     return label.replace(" ", "")
 
 
+def tool_label(tool: str, dispatcher: str | None) -> str:
+    if tool == "burstbench":
+        return f"burstbench ({dispatcher})"
+    if tool == "constant_throughput":
+        return "Locust constant_throughput"
+    return f"{tool} {peers.PEERS[tool].version}"
+
+
 def run_bench(plan: Plan) -> int:
     out_dir = make_run_dir(plan.results_dir, "bench-generator")
-    runs_dir, logs_dir = out_dir / "runs", out_dir / "logs"
-    runs_dir.mkdir()
-    logs_dir.mkdir()
-    steps_total = len(plan.processes) * len(plan.rates) * len(plan.arrivals) + len(plan.rates) * plan.ct_runs
-    if plan.constant_throughput and plan.ct_runs == 0:
-        say("constant_throughput is compared at 1 process only (--processes has no 1): skipped")
-    say(f"{steps_total} steps, about {plan.estimate_s() / 60:.1f} min; results in {out_dir}")
-    info = {"command": sys.argv, "rates_per_s": plan.rates, "arrivals": [a[0] for a in plan.arrivals],
-            "processes": plan.processes, "users": plan.users, "seed": plan.seed,
-            "requests_per_step": {f"{r:g}": plan.requests_at(r) for r in plan.rates},
+    runs_dir, logs_dir, wire_dir = out_dir / "runs", out_dir / "logs", out_dir / "wire"
+    for folder in (runs_dir, logs_dir, wire_dir):
+        folder.mkdir()
+    steps = [(case, tool, d) for case in plan.cases for tool, d in plan.tools(case)]
+    if not plan.wire:
+        say(f"no packet capture ({WireCapture.available() or '--wire off'}): the table has the generator's own "
+            "timestamps only, no wire columns")
+    say(f"{len(steps)} steps, about {plan.estimate_s() / 60:.1f} min; results in {out_dir}")
+    info = {"command": sys.argv, "cases": [c.name for c in plan.cases], "users": plan.users, "seed": plan.seed,
+            "dispatchers": plan.dispatchers, "peers": plan.peers, "wire": plan.wire,
             "constant_throughput": plan.constant_throughput, "git": git_commit(), "machine": machine(),
             "versions": package_versions(), "load_average_start": os.getloadavg(),
             "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    paced, closed, failures = [], [], []
+    for name in plan.peers:  # before nginx and the clock start: a first install takes a minute or two
+        try:
+            peers.PEERS[name].ensure_installed(peers.BUILD_DIR)
+        except peers.PeerInstallError as err:
+            say(f"peer {name} left out: {err}")
+            plan = Plan(**{**plan.__dict__, "peers": [p for p in plan.peers if p != name]})
+    steps = [(case, tool, d) for case in plan.cases for tool, d in plan.tools(case)]
+    table_rows, failures, gaps = [], [], {}
     server = FixedBodyServer(plan.nginx)
     info["nginx"] = {"binary": plan.nginx, "version": server.version(), "url": server.url, "config": server.conf.read_text()}
     interrupted = False
-    step = 0
     try:
         server.start()
         info["nginx"]["pid"] = server.proc.pid
         say(f"nginx (pid {server.proc.pid}) answers a fixed body at {server.url}/")
-        for processes in plan.processes:
-            for rate in plan.rates:
-                runs = [(a, f"{_name(a[0])}-r{rate:g}-p{processes}") for a in plan.arrivals]
-                if plan.constant_throughput and processes == 1:  # core's closed loop is single-process only
-                    runs.append((None, f"constant-throughput-r{rate:g}-p{processes}"))
-                for arrival, name in runs:
-                    step += 1
-                    what = arrival[0] if arrival else "Locust constant_throughput"
-                    say(f"step {step}/{steps_total}: {what}, {rate:g} req/s, {processes} process(es), "
-                        f"{plan.requests_at(rate)} requests, {plan.users} users")
-                    started = time.monotonic()
-                    load1 = os.getloadavg()[0]
-                    try:
-                        run = load_run(run_step(plan, server.url, runs_dir, logs_dir, name, rate=rate,
-                                                processes=processes, arrival=arrival))
-                    except (StepError, RunError) as err:
-                        say(f"  FAILED: {err}")
-                        failures.append(str(err))
-                        continue
-                    base = {"processes": processes, "rate": rate, "users": plan.users, "load1_before": load1,
-                            "step_s": round(time.monotonic() - started, 1), "run": str(run.path.relative_to(out_dir))}
-                    if arrival is None:
-                        m = generator.closed_loop_metrics(run)
-                        closed.append({**base, **m})
-                        say(f"  constant_throughput held {m['ct_achieved_per_s']:.0f} req/s "
-                            f"(sent {m['ct_sent']}, ok {m['ct_ok']}) in {base['step_s']:.0f} s")
-                    else:
-                        m = generator.paced_metrics(run)
-                        paced.append({"arrival": arrival[0], **base, **m})
-                        say(f"  achieved {m['achieved_per_s']:.0f} req/s (sent {m['sent']}, ok {m['ok']}); "
-                            f"lateness p50 {m['lateness_p50_ms']:.2f} / p99 {m['lateness_p99_ms']:.2f} / max "
-                            f"{m['lateness_max_ms']:.1f} ms; W1/mean {m['w1_over_mean']:.3f}; KS {m['ks_sent']:.3f}; "
-                            f"CV {m['cv_sent']:.3f} (intended {m['cv_intended']:.3f}) in {base['step_s']:.0f} s")
+        for step, (case, tool, dispatcher) in enumerate(steps, 1):
+            label = tool_label(tool, dispatcher)
+            name = f"{case.name}-{tool}" + (f"-{dispatcher}" if dispatcher else "")
+            say(f"step {step}/{len(steps)}: {label}, {case.arrival[0]}, {case.rate:g} req/s, {case.processes} "
+                f"process(es), {case.requests} requests")
+            started, load1 = time.monotonic(), os.getloadavg()[0]
+            pcap = wire_dir / f"{name}.pcap"
+            capture = WireCapture(server.port, pcap) if plan.wire else None
+            try:
+                if capture is not None:
+                    capture.start()
+                try:
+                    run, peer = _run_tool(plan, server.url, runs_dir, logs_dir, name, case, tool, dispatcher)
+                finally:
+                    if capture is not None:
+                        capture.stop()
+                m = _step_metrics(case, run, peer, pcap if capture is not None else None, server.port)
+            except (StepError, RunError, ValueError, RuntimeError) as err:
+                say(f"  FAILED: {err}")
+                failures.append(f"{name}: {err}")
+                continue
+            finally:
+                if not plan.keep_pcap:
+                    pcap.unlink(missing_ok=True)
+            gaps[(case.name, label)] = m.pop("_wire_gaps_s", None)
+            row = {"case": case.name, "tool": label, "arrival": case.arrival[0], "processes": case.processes,
+                   "rate": case.rate, "requests": case.requests, "users": plan.users, "load1_before": load1,
+                   "step_s": round(time.monotonic() - started, 1), "dropped_packets": getattr(capture, "dropped", None),
+                   "run": str(run.path.relative_to(out_dir)) if run is not None else str(peer.log_path.parent.relative_to(out_dir)),
+                   **m}
+            table_rows.append(row)
+            say("  " + generator.step_line(row))
     except KeyboardInterrupt:
         interrupted = True
         say("interrupted: writing the table of the steps done")
@@ -402,19 +485,15 @@ def run_bench(plan: Plan) -> int:
     info.update(load_average_end=os.getloadavg(), failures=failures, interrupted=interrupted,
                 finished_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     (out_dir / "bench.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
-    if not paced:
+    if not table_rows:
         say(f"no step produced results; see {logs_dir}")
         return 1
-    table = pd.DataFrame(paced)
-    if closed:
-        ct = pd.DataFrame(closed)[["processes", "rate", "ct_sent", "ct_ok", "ct_achieved_per_s", "run"]]
-        table = table.merge(ct.rename(columns={"run": "ct_run"}), on=["processes", "rate"], how="left")
-        table["ct_ratio"] = table["ct_achieved_per_s"] / table["achieved_per_s"]
+    table = pd.DataFrame(table_rows)
     table.to_csv(out_dir / "steps.csv", index=False)
     md = generator.markdown_table(table)
     targets = generator.target_lines(table)
     (out_dir / "steps.md").write_text(md + "\n\n" + "\n".join(f"- {line}" for line in targets) + "\n")
-    figures = generator.figures(table, out_dir)
+    figures = generator.figures(table, gaps, plan.cases, out_dir)
     print(md)
     print()
     for line in targets:
@@ -424,6 +503,41 @@ def run_bench(plan: Plan) -> int:
           "other work on this machine disturbs the timing")
     say(f"table: {out_dir / 'steps.md'} and steps.csv; figures: {', '.join(p.name for p in figures)}")
     return 1 if failures or interrupted else 0
+
+
+def _run_tool(plan: Plan, url: str, runs_dir: Path, logs_dir: Path, name: str, case: Case, tool: str,
+              dispatcher: str | None):
+    """(run folder loaded, None) for a Locust step, (None, PeerResult) for a peer."""
+    if tool in ("burstbench", "constant_throughput"):
+        path = run_step(plan, url, runs_dir, logs_dir, name, rate=case.rate, processes=case.processes,
+                        arrival=case.arrival if tool == "burstbench" else None, requests=case.requests,
+                        dispatcher=dispatcher)
+        return load_run(path), None
+    _, process, shape = case.arrival
+    arrival = "exponential" if process == "exponential" else ("gamma", shape)
+    result = peers.run_peer(tool, url, case.rate, case.requests, arrival, plan.seed, runs_dir / name,
+                            timeout_s=STEP_SLACK * case.requests / case.rate + 60)
+    if result.exit_code != 0:
+        raise StepError(f"{tool} exited with {result.exit_code}{' (timed out)' if result.timed_out else ''}; "
+                        f"log {result.log_path}")
+    return None, result
+
+
+def _step_metrics(case: Case, run, peer, pcap: Path | None, port: int) -> dict:
+    """What the rows say (ours) and what the wire saw (every tool), for one step."""
+    dist = make_distribution(case.arrival[1], 1.0 / case.rate, case.arrival[2])
+    m = {}
+    if run is not None:
+        m.update(generator.paced_metrics(run) if run.info.get("pacing") == "arrival"
+                 else generator.closed_loop_metrics(run))
+    else:
+        m.update(sent=peer.sent, ok=peer.completed, failed=peer.errors)
+    if pcap is None:
+        return m
+    seen = wire.read_capture(pcap, port)
+    m.update(generator.wire_metrics(seen, dist, run.rows if run is not None else None))
+    m["_wire_gaps_s"] = generator.wire_gaps_s(seen)
+    return m
 
 
 def main(argv=None) -> int:

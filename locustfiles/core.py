@@ -42,13 +42,16 @@ from locustfiles.flags import number
 from locustfiles.progress import progress_line
 from locustfiles.distributed import Coordinator, WorkerSide
 from locustfiles import stamps
-from locustfiles.recording import RowBuffer, RowRecorder, make_run_dir
+from locustfiles.self_monitor import GENERATOR_FILE, GeneratorMonitor, generator_verdict, write_csv
+from locustfiles.recording import FLUSH_EVERY_S, RowBuffer, RowRecorder, make_run_dir
 from locustfiles.run_info import git_commit, machine, package_versions
 from locustfiles.texts import DEFAULT_COLUMN, PAPER_SUBSET, TextSubset, load_texts
 
 PACINGS = ("arrival", "think")
 REACHABLE_TIMEOUT_S = 3.0
 _EPOCH_OFFSET_S = time.time() - time.perf_counter()  # the clock of closed-loop rows (no dispatcher)
+START_LEAD_S = 0.2      # a single process's schedule starts this long after its users are spawned and warmed
+MAX_SPAWN_LEAD_S = 2.0  # ... waiting at most this long for a slow spawn (-r): later users join a running schedule
 BUILD_LEAD_S = 0.0001   # a stamped sender wakes this much before its slot to build the request; the
                         # socket holds the write until the slot (stamps.StampedSocket), so never early
 
@@ -217,6 +220,7 @@ class Run:
         self.coordinator = None
         self.next_think_index = 0
         self.latencies_ms: list[float] = []
+        self.lateness_ms: list[float] = []   # every row's, for the generator's verdict
         self.started_epoch: float | None = None
         self.quit_requested = False
         self.interrupted = False
@@ -224,6 +228,9 @@ class Run:
         self.finished = None
         self.stamped = False      # set by install: FastHttpUser over plain HTTP has socket-level stamps
         self.dispatcher = Dispatcher(plan.dispatcher) if plan.pacing == "arrival" else None
+        self.monitor = GeneratorMonitor()      # this load process's CPU, loop delay and lateness
+        self.worker_samples: list[dict] = []   # the master's: every worker's samples, as reported
+        self.generator_verdict: list[str] = []
         if role == "worker":  # its slots and start epoch come from the master (``use_share``)
             self.run_dir = None
             self.rows = RowBuffer()
@@ -239,6 +246,7 @@ class Run:
             self.coordinator = Coordinator(self, environment.runner)
         self.run_dir = make_run_dir(plan.results_dir, plan.name)
         self.rows = RowRecorder(self.run_dir)
+        self.flush_greenlet = gevent.spawn(self._flush_loop)
 
         # Locust's own outputs go into the run folder unless the user chose elsewhere.
         self.csv_writer = None
@@ -256,6 +264,8 @@ class Run:
         """A worker's slots from the master; ``on_done`` runs when the last of them has a row."""
         self.dispenser = dispenser
         self.worker = worker
+        self.monitor.worker = worker
+        self.monitor.start()
         self.share = dispenser.total
         self.on_share_done = on_done
         if self.share == 0:
@@ -290,7 +300,7 @@ class Run:
     def send(self, user) -> None:
         claim_late_ms: object = ""
         if self.plan.pacing == "arrival":
-            slot, user.arrival_slot = user.arrival_slot, None
+            slot = user.arrival_slot
             if slot is None:
                 raise StopUser()
             index, scheduled = slot.index, slot.due_epoch
@@ -302,6 +312,7 @@ class Run:
             else:
                 self.dispatcher.wait_until(due)
                 gate = None
+            user.arrival_slot = None  # only now: a user stopped while waiting gives the slot back (on_stop)
             think_s = ""
         else:
             if self.next_think_index >= self.plan.requests:
@@ -349,7 +360,9 @@ class Run:
         if stamp is not None:
             stamps.end()
         to_epoch = self.dispatcher.to_epoch if self.dispatcher is not None else _perf_to_epoch
-        sent = stamp.sent_s if stamp is not None and stamp.sent_s is not None else t0
+        # Lateness from the first thing put on the wire (a SYN when the connection had to be opened);
+        # latency from the request's write (or that SYN) to the answer's last read.
+        sent = stamp.first_action_s(t0) if stamp is not None else t0
         answered = stamp.last_recv_s if stamp is not None and stamp.last_recv_s is not None else done
         latency_ms = (answered - sent) * 1000
         sent_epoch = to_epoch(sent)
@@ -358,6 +371,8 @@ class Run:
                    corrected_latency_ms=round((to_epoch(answered) - scheduled) * 1000, 3),
                    new_connection=int(stamp.connected) if stamp is not None else "")
         self.rows.record(row)
+        self.monitor.note_send(row["lateness_ms"], bool(row["claim_late_ms"]))
+        self.lateness_ms.append(row["lateness_ms"])
         if row["ok"]:
             self.latencies_ms.append(latency_ms)
 
@@ -377,12 +392,25 @@ class Run:
 
     def on_test_start(self):
         freeze_setup_garbage()
+        if self.coordinator is None:  # a master sends nothing: its workers watch themselves
+            self.monitor.start()
         self.started_epoch = time.time()
         if self.coordinator is not None:
             self.started_epoch = self.coordinator.on_test_start()
         if self.dispenser is not None:
-            self.dispenser.start(self.started_epoch)
+            if self.coordinator is None:  # the first slot after every user is up with its connection open
+                o = self.environment.parsed_options
+                users = o.num_users or 1
+                spawn_s = min(MAX_SPAWN_LEAD_S, users / max(o.spawn_rate or users, 1e-9))
+                self.dispenser.start(self.started_epoch + START_LEAD_S + spawn_s)
+            else:
+                self.dispenser.start(self.started_epoch)
         self.progress_greenlet = gevent.spawn(self._progress_loop)
+
+    def _flush_loop(self):
+        while True:
+            gevent.sleep(FLUSH_EVERY_S)
+            self.rows.flush()
 
     def _progress_loop(self):
         while True:
@@ -414,7 +442,9 @@ class Run:
     def _finish(self):
         if self.progress_greenlet is not None:
             self.progress_greenlet.kill(block=False)
+        self.flush_greenlet.kill(block=False)
         self.rows.close()
+        self._write_generator_samples()
         if self.csv_writer is not None:
             self.csv_greenlet.kill(block=True)
             self._final_locust_csv()
@@ -423,7 +453,22 @@ class Run:
         self.write_run_json(status="complete" if complete else "interrupted")
         print(self.progress(), file=sys.stderr)
         print(f"[burstbench] {self.summary_line()}", file=sys.stderr)
+        for line in self.generator_verdict:
+            print(f"[burstbench] {line}", file=sys.stderr)
         print(f"[burstbench] results: {self.run_dir}", file=sys.stderr, flush=True)
+
+    def _write_generator_samples(self) -> None:
+        """generator.csv: this process's samples (local) or every worker's (master), and the verdict on them."""
+        if self.coordinator is None:
+            self.monitor.stop()
+            samples = self.monitor.samples
+        else:
+            samples = self.worker_samples
+        if not samples:
+            return
+        write_csv(samples, self.run_dir / GENERATOR_FILE)
+        p99 = float(np.percentile(self.lateness_ms, 99)) if self.lateness_ms else float("nan")
+        self.generator_verdict = generator_verdict(samples, p99, busy_wait=self.plan.dispatcher == "spin")
 
     def summary_line(self) -> str:
         c = self.rows.counts()
@@ -484,6 +529,8 @@ class Run:
             "started_epoch": self.started_epoch,
             "finished_epoch": time.time() if status != "running" else None,
             "distributed": None if self.coordinator is None else self.coordinator.describe(),
+            "generator": {"file": GENERATOR_FILE, "verdict": self.generator_verdict,
+                          "kept_up": not self.generator_verdict} if status != "running" else None,
             "counts": {
                 **counts,
                 "not_sent": self.plan.requests - counts["sent"],
@@ -533,6 +580,8 @@ class _Paced:
 
     def on_start(self):
         run = self.burstbench_run
+        if not getattr(self, "uses_cookies", True) and hasattr(getattr(self, "client", None), "client"):
+            self.client.client.cookiejar = None  # geventhttpclient skips cookie handling without a jar
         if run is not None and run.stamped:
             try:
                 stamps.warm_connection(self)  # the TCP handshake before the first slot, not inside it

@@ -129,8 +129,10 @@ class Coordinator:
         for row in report["rows"]:
             share.received.add(row["request_index"])
             self.run.rows.record(row)
+            self.run.lateness_ms.append(row["lateness_ms"])
             if row["ok"]:
                 self.run.latencies_ms.append(row["latency_ms"])
+        self.run.worker_samples.extend(report.get("generator", []))
         share.started = report["started"]
         share.message_delay_ms = report.get("message_delay_ms")
         share.stopped = share.stopped or report.get("stopped", False)
@@ -202,6 +204,7 @@ class WorkerSide:
         self.ready = Event()
         self.stopping = False
         self.message_delay_ms = None
+        self.samples_sent = 0
         runner = environment.runner
         runner.register_message(PARTITION, self.on_partition)
         runner.register_message(STOP, lambda **_kw: gevent.spawn(self.stop_and_flush))
@@ -244,7 +247,11 @@ class WorkerSide:
     def on_report(self, client_id, data, **_kwargs):
         if self.run is None:
             return
-        data[REPORT_KEY] = {"rows": self.run.rows.take(), "started": self.run.rows.started,
+        if self.stopping:
+            self.run.monitor.stop()  # a last sample, in this (last) report
+        samples = self.run.monitor.samples
+        new_samples, self.samples_sent = samples[self.samples_sent:], len(samples)
+        data[REPORT_KEY] = {"rows": self.run.rows.take(), "started": self.run.rows.started, "generator": new_samples,
                             "stopped": self.stopping, "message_delay_ms": self.message_delay_ms}
 
     def flush(self):

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # plain `locust -f` from a checkout
 
 from locustfiles.core import PacedFastUser, install  # noqa: E402
-from locustfiles.outcomes import check_response  # noqa: E402
+from locustfiles.outcomes import check_response, transport_error  # noqa: E402
 
 ROUTE = "/"
 EXPECTED_STATUS = 200
@@ -44,7 +44,7 @@ class FixedBodyTarget:
                                headers={REQUEST_HEADER: str(user.burstbench_request_index)})
 
     def judge(self, resp):
-        status, error = resp.status_code or 0, getattr(resp, "error", None)
+        status, error = resp.status_code or 0, transport_error(resp)
         body_text = "" if error is not None or status == EXPECTED_STATUS else (resp.text or "")
         ok, kind, failure = check_response(status, error, body_text, EXPECTED_STATUS, ())
         return ok, kind, failure, {}
@@ -62,6 +62,7 @@ class FixedBodyTarget:
 
 class FixedBodyUser(PacedFastUser):
     host = "http://127.0.0.1:8080"
+    uses_cookies = False  # a fixed body sets none: skip the cookie jar on every request (about 5 % of the CPU)
 
 
 class ConstantThroughputUser(FixedBodyUser):

@@ -35,8 +35,9 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # plain `locust -f` from a checkout
 
-from locustfiles.core import PacedUser, install  # noqa: E402
+from locustfiles.core import PacedFastUser, install  # noqa: E402
 from locustfiles.endpoint import EndpointSpec, add_endpoint_arguments  # noqa: E402
+from locustfiles.outcomes import transport_error  # noqa: E402
 
 METADATA_TIMEOUT_S = 5
 
@@ -51,12 +52,12 @@ class HttpTarget:
         self._headers = spec.request_headers()
 
     def request(self, user, texts, timeout_s):
+        # FastHttpUser's timeout is per user (network_timeout, set by install from --request-timeout).
         return user.client.request(self.spec.method, self.spec.path, data=self.spec.body(texts),
-                                   headers=self._headers, catch_response=True, timeout=timeout_s,
-                                   name=self.spec.path)
+                                   headers=self._headers, catch_response=True, name=self.spec.path)
 
     def judge(self, resp):
-        error = getattr(resp, "error", None)
+        error = transport_error(resp)
         try:
             body_text = resp.text or ""
         except Exception:  # no response at all (connection error)
@@ -85,8 +86,11 @@ class HttpTarget:
         return self.spec.scrub(text)
 
 
-class ServiceUser(PacedUser):
+class ServiceUser(PacedFastUser):
+    """FastHttpUser (geventhttpclient): socket-stamped over http://; https:// certificates are verified."""
+
     host = None  # --host is required
+    insecure = False  # FastHttpUser skips certificate checks by default; requests' HttpUser did not
 
 
 install(ServiceUser, build_target=lambda options: HttpTarget(EndpointSpec.from_options(options)),

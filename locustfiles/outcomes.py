@@ -29,6 +29,19 @@ def classify(status: int, error: BaseException | None, body: dict | None) -> tup
     return True, "", ""
 
 
+def transport_error(resp) -> BaseException | None:
+    """The response's error unless it is only FastHttpUser's complaint about the status code.
+
+    geventhttpclient through Locust's FastHttpSession sets ``resp.error`` to a
+    ``LocustBadStatusCode`` for any non-2xx answer; the status itself is the outcome then
+    (429, 503 and 504 are failures of their own kinds), not a transport failure.
+    """
+    error = getattr(resp, "error", None)
+    if error is not None and type(error).__name__ == "LocustBadStatusCode" and (resp.status_code or 0) > 0:
+        return None
+    return error
+
+
 def _body_text(body) -> str:
     return str(body)[:300] if body is not None else ""
 

@@ -1,4 +1,10 @@
-"""One row per request, written as it finishes, so an interrupted run keeps what it measured."""
+"""One row per request, kept as it finishes and written in batches, so an interrupted run keeps what it measured.
+
+Rows are flushed to disk every ``FLUSH_EVERY_S`` by the run (and at its end, Ctrl-C and SIGTERM
+included), not one write per request: at thousands of requests per second a line-buffered
+``csv.DictWriter`` was 7 % of the load process's CPU on the request path. A load process killed
+with SIGKILL loses at most that last fraction of a second of rows.
+"""
 from __future__ import annotations
 
 import csv
@@ -7,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROWS_FILE = "requests.csv"
+FLUSH_EVERY_S = 0.25
 ROW_COLUMNS = (
     "request_index",     # slot in the arrival schedule (or order of sending under think pacing)
     "user",              # which Locust user sent it
@@ -33,6 +40,9 @@ ROW_COLUMNS = (
 )
 
 
+_COLUMN_SET = frozenset(ROW_COLUMNS)
+
+
 def make_run_dir(results_root: Path, name: str) -> Path:
     """``results/<UTC timestamp>-<name>/``, never reusing an existing folder."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -52,9 +62,11 @@ class RowRecorder:
 
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / ROWS_FILE
-        self._file = self.path.open("w", newline="", encoding="utf-8", buffering=1)
-        self._writer = csv.DictWriter(self._file, fieldnames=ROW_COLUMNS, extrasaction="raise")
-        self._writer.writeheader()
+        self._file = self.path.open("w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._file)
+        self._writer.writerow(ROW_COLUMNS)
+        self._file.flush()
+        self._pending: list[dict] = []
         self.started = 0
         self.ok = 0
         self.failed = 0
@@ -64,7 +76,7 @@ class RowRecorder:
         self.started += 1
 
     def record(self, row: dict) -> None:
-        self._writer.writerow(row)
+        self._pending.append(row)
         if row["ok"]:
             self.ok += 1
         else:
@@ -84,8 +96,20 @@ class RowRecorder:
             "failure_kinds": dict(sorted(self.failure_kinds.items())),
         }
 
+    def flush(self) -> None:
+        """Write the rows recorded since the last flush (a row with a column not in ROW_COLUMNS is refused)."""
+        if not self._pending or self._file.closed:
+            return
+        pending, self._pending = self._pending, []
+        for row in pending:
+            if not row.keys() <= _COLUMN_SET:
+                raise ValueError(f"row has columns {sorted(row.keys() - _COLUMN_SET)} not in ROW_COLUMNS")
+        self._writer.writerows([[row.get(c, "") for c in ROW_COLUMNS] for row in pending])
+        self._file.flush()
+
     def close(self) -> None:
         if not self._file.closed:
+            self.flush()
             self._file.close()
 
 

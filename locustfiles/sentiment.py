@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # plain `locust -f` from a checkout
 
-from locustfiles.core import PacedUser, install  # noqa: E402
-from locustfiles.outcomes import classify  # noqa: E402
+from locustfiles.core import PacedFastUser, install  # noqa: E402
+from locustfiles.outcomes import classify, transport_error  # noqa: E402
 
 ROUTE = "/analyze-sentiment"
 
@@ -28,11 +28,12 @@ class SentimentTarget:
     batch_size = 1
 
     def request(self, user, texts, timeout_s):
-        return user.client.post(ROUTE, json={"text": texts[0]}, catch_response=True, timeout=timeout_s, name=ROUTE)
+        # FastHttpUser's timeout is per user (network_timeout, set by install from --request-timeout).
+        return user.client.post(ROUTE, json={"text": texts[0]}, catch_response=True, name=ROUTE)
 
     def judge(self, resp):
         body = _json_or_none(resp)
-        ok, kind, failure = classify(resp.status_code, getattr(resp, "error", None), body)
+        ok, kind, failure = classify(resp.status_code or 0, transport_error(resp), body)
         fields = {}
         if ok:
             fields = {"batch_size": body.get("batch_size", ""), "tokens": body.get("tokens", ""),
@@ -64,8 +65,9 @@ def _json_or_none(resp):
         return None
 
 
-class SentimentUser(PacedUser):
+class SentimentUser(PacedFastUser):
     host = "http://127.0.0.1:3000"
+    uses_cookies = False  # the bundled service sets none
 
 
 install(SentimentUser, build_target=lambda _options: SentimentTarget(),

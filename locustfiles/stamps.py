@@ -28,13 +28,30 @@ perf_counter = time.perf_counter
 class RequestStamps:
     """One request's socket times on perf_counter (None until they happen)."""
 
-    __slots__ = ("gate_s", "sent_s", "last_recv_s", "connected")
+    __slots__ = ("gate_s", "sent_s", "last_recv_s", "connect_s", "connected")
 
     def __init__(self, gate_s: float | None = None):
         self.gate_s = gate_s
         self.sent_s: float | None = None
         self.last_recv_s: float | None = None
+        self.connect_s: float | None = None  # when a connection had to be opened first (its SYN)
         self.connected = False  # a new connection was opened inside this request
+
+    def hold(self) -> None:
+        """Busy-wait to the gate: at most the dispatcher's lead, microseconds."""
+        gate = self.gate_s
+        if gate is not None:
+            while perf_counter() < gate:
+                pass
+
+    def first_action_s(self, fallback_s: float) -> float:
+        """When the request first touched the network: its write, else its connect, else (nothing went
+        out: a refused pool, a bad URL) the later of ``fallback_s`` and the gate, never before the slot."""
+        if self.connect_s is not None:
+            return self.connect_s
+        if self.sent_s is not None:
+            return self.sent_s
+        return max(fallback_s, self.gate_s) if self.gate_s is not None else fallback_s
 
 
 class StampedSocket(gevent.socket.socket):
@@ -43,10 +60,7 @@ class StampedSocket(gevent.socket.socket):
     def sendall(self, data, flags=0):
         stamps = getattr(gevent.getcurrent(), "burstbench_stamps", None)
         if stamps is not None and stamps.sent_s is None:
-            gate = stamps.gate_s
-            if gate is not None:
-                while perf_counter() < gate:  # at most the dispatcher's lead: microseconds
-                    pass
+            stamps.hold()
             stamps.sent_s = perf_counter()
         return super().sendall(data, flags)
 
@@ -59,8 +73,10 @@ class StampedSocket(gevent.socket.socket):
 
     def connect(self, address):
         stamps = getattr(gevent.getcurrent(), "burstbench_stamps", None)
-        if stamps is not None:
+        if stamps is not None and stamps.connect_s is None:
+            stamps.hold()  # a SYN is traffic too: never before the slot
             stamps.connected = True
+            stamps.connect_s = perf_counter()
         return super().connect(address)
 
 

@@ -28,7 +28,7 @@ def write_run(path, offsets_s, ok=None, latency_ms=None, run_events=None):
         "latency_ms": latency_ms, "corrected_latency_ms": latency_ms, "status": np.where(ok == 1, 200, 503),
         "ok": ok, "failure_kind": np.where(ok == 1, "", "http_503"), "failure_text": "", "batch_size": 1,
         "text_index": np.arange(n), "text_chars": 50, "tokens": 12, "truncated": 0, "label": "neutral",
-        "think_s": np.nan, "worker": 0,
+        "think_s": np.nan, "worker": 0, "e2e_latency_ms": latency_ms, "claim_late_ms": 0.0, "new_connection": 0,
     })
     assert tuple(rows.columns) == KNOWN_COLUMNS
     rows.to_csv(path / "requests.csv", index=False, float_format="%.6f")
