@@ -115,12 +115,17 @@ sweep: install
 	  $(if $(VARIANT),--variant $(VARIANT)) $(if $(BATCHING),--batching $(BATCHING)) $(if $(RATES),--rates $(RATES)) \
 	  $(if $(PROCESSES),--processes $(PROCESSES)) $(if $(TRACE),--trace $(TRACE))
 
-# Generator capacity and accuracy (issue 5) against Debian's nginx answering a fixed body on loopback.
-# make bench-generator [GEN_RATES=250,500,1000,2000,3000,4000] [GEN_PROCESSES=1,2,4] [GEN_STEP_SECONDS=3]
-GEN_RATES ?= 250,500,1000,2000,3000,4000
+# Generator accuracy judged from the wire (a packet capture on loopback) against Debian's nginx answering a
+# fixed body: burstbench's dispatchers, Locust's constant_throughput and AIPerf (own venv under build/) side by side.
+# make bench-generator [GEN_CASES=exponential@200x4000,gamma:0.5@20x1200,...] [GEN_DISPATCHERS=timerfd,spin,sleep]
+#                      [GEN_PEERS=aiperf|none]; or a grid: GEN_RATES=500,1000 [GEN_ARRIVALS=...] [GEN_PROCESSES=1,2]
+GEN_CASES ?=
+GEN_RATES ?=
 GEN_ARRIVALS ?= exponential,gamma:0.8
-GEN_PROCESSES ?= 1,2,4
+GEN_PROCESSES ?= 1
 GEN_STEP_SECONDS ?= 3
+GEN_DISPATCHERS ?= timerfd,spin,sleep
+GEN_PEERS ?= aiperf
 .PHONY: nginx tcpdump bench-generator
 nginx:
 	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
@@ -138,8 +143,9 @@ tcpdump:
 	  else echo "tcpdump not found and cannot be installed here (needs root and apt-get): apt-get install tcpdump"; exit 1; fi; }
 
 bench-generator: install nginx tcpdump
-	$(PY) -m locustfiles.bench_generator --rates $(GEN_RATES) --arrivals $(GEN_ARRIVALS) \
-	  --processes $(GEN_PROCESSES) --step-seconds $(GEN_STEP_SECONDS) --seed $(SEED)
+	$(PY) -m locustfiles.bench_generator $(if $(GEN_CASES),--cases $(GEN_CASES)) \
+	  $(if $(GEN_RATES),--rates $(GEN_RATES) --arrivals $(GEN_ARRIVALS) --processes $(GEN_PROCESSES) --step-seconds $(GEN_STEP_SECONDS)) \
+	  --dispatchers $(GEN_DISPATCHERS) --peers $(GEN_PEERS) --seed $(SEED)
 
 # Generated malformed traffic (schemathesis) against the service's own OpenAPI schema; zero 5xx is the target.
 # FUZZ_URL=http://host:port fuzzes a running service; otherwise the tiny model's own server is started.

@@ -13,6 +13,8 @@ generator kept up. It tells three causes apart:
   its own: one 50 ms pause delays a handful of sends and leaves p99 alone.
 * too few users: at least ``claim_late_share`` of the sends were already overdue when a user
   became free to claim them: every user was busy waiting for a response, which no CPU fixes.
+  Where the process was also CPU-bound or stalled, those late claims are its consequence (the
+  users were held up by the loop) and the verdict says that more users will not help.
 
 Thresholds (the defaults, and why):
 
@@ -130,28 +132,33 @@ def generator_verdict(samples, lateness_p99_ms: float, *, cpu_limit_percent: flo
         delay = delay[np.isfinite(delay)]
         if len(delay) and delay.max() >= loop_delay_limit_ms:
             stretches = int((delay >= loop_delay_limit_ms).sum())
-            stalls.append(f"load process {worker}'s loop ran up to {_ms(float(delay.max()))} ms without polling "
-                          f"({stretches} of {len(delay)} intervals at {loop_delay_limit_ms:g} ms or more)")
+            stalls.append(f"load process {worker}'s loop went up to {_ms(float(delay.max()))} ms without polling, "
+                          f"{stretches} of {len(delay)} intervals at {loop_delay_limit_ms:g} ms or more")
 
     lines = []
-    if cpu_bound and not busy_wait:
+    cpu_found = bool(cpu_bound) and not busy_wait  # a spinning dispatcher shows a full core by design
+    if cpu_found:
         lines.append(PREFIX + ", ".join(cpu_bound) + " (CPU-bound: spread the load over more processes, "
                      "Locust's --processes or --workers of python -m locustfiles)")
     late = lateness_p99_ms is not None and math.isfinite(lateness_p99_ms) and lateness_p99_ms > lateness_limit_ms
     if late:
         causes = []
+        if cpu_found:
+            causes.append("the CPU-bound load process above")
+        elif cpu_bound:
+            causes.append("CPU not judged (the spin dispatcher busy-waits by design)")
+        if stalls:
+            causes.append("event-loop stalls: " + "; ".join(stalls)
+                          + " (garbage collection, or a greenlet that runs without yielding)")
         sends = int(_column(records, "sends", 0).sum())
         claim_late = int(_column(records, "claim_late", 0).sum())
         if sends and claim_late >= claim_late_share * sends:
-            share = 100 * claim_late / sends
-            causes.append(f"too few users: {claim_late} of {sends} sends ({share:.0f} %) were already overdue "
-                          "when a user became free to claim them (raise -u/--users)")
-        if stalls:
-            causes.append("event-loop stalls: " + ", ".join(stalls)
-                          + " (garbage collection, or a call that blocks without yielding)")
-        if cpu_bound:
-            causes.append("the CPU-bound load process above" if not busy_wait
-                          else "CPU not judged (the spin dispatcher busy-waits by design)")
+            overdue = (f"{claim_late} of {sends} sends ({100 * claim_late / sends:.0f} %) were already overdue when "
+                       "a user became free to claim them")
+            if cpu_found or stalls:  # the users were held up by the loop: more of them would wait the same
+                causes.append(f"so {overdue} (more users will not help)")
+            else:
+                causes.append(f"too few users: {overdue} (raise -u/--users)")
         if not records:
             causes.append("no generator samples to say why")
         elif not causes:

@@ -117,6 +117,7 @@ def run_facts(run: Run) -> dict:
         "duration_s": duration_s,
         "offered_rate_per_s": dist.get("rate_per_s"),
         "achieved_rate_per_s": (len(rows) - 1) / duration_s if duration_s > 0 else float("nan"),
+        "lateness_p50_ms": float(np.quantile(rows["lateness_ms"].to_numpy(dtype=float), 0.50)),
         "lateness_p99_ms": float(np.quantile(rows["lateness_ms"].to_numpy(dtype=float), 0.99)),
         "lateness_max_ms": float(rows["lateness_ms"].max()),
         "batch_size_max": int(batch.index.max()) if len(batch) else None,

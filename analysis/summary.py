@@ -34,7 +34,8 @@ def format_summary(run: Run, table: pd.DataFrame, facts: dict) -> str:
     header += (f"run {run.name}: {facts['process']} ({facts['scenario']}), pacing {facts['pacing']}, "
                f"{facts['users']} users\n"
                f"offered {facts['offered_rate_per_s']:.3f} req/s, achieved {facts['achieved_rate_per_s']:.3f} req/s; "
-               f"lateness p99 {facts['lateness_p99_ms']:.1f} ms (max {facts['lateness_max_ms']:.1f} ms)")
+               f"lateness p50 {facts['lateness_p50_ms']:.3f} ms, p99 {facts['lateness_p99_ms']:.3f} ms "
+               f"(max {facts['lateness_max_ms']:.1f} ms)")
     if facts["batch_size_max"] is not None:
         header += f"; largest batch {facts['batch_size_max']}, {100 * facts['batches_over_one_share']:.0f}% of requests batched with others"
     if facts["failure_kinds"]:

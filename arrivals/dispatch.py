@@ -175,6 +175,16 @@ class Dispatcher:
             while (remaining := due_s - time.perf_counter()) > 0:
                 self._gevent_sleep(remaining)
 
+    def wake_before(self, due_s: float) -> None:
+        """Return up to ``lead_s`` before ``due_s``, without the final busy wait: for a sender whose socket
+        holds its first write until the slot itself (locustfiles/stamps.py), so that senders due close
+        together can all build their requests first. Other modes wait to ``due_s`` as ``wait_until``."""
+        if self.mode != "timerfd":
+            return self.wait_until(due_s)
+        if due_s - time.perf_counter() > self.lead_s:
+            self.waits += 1
+            self._wait_timerfd(due_s - self.lead_s)
+
     def _wait_timerfd(self, due_s: float) -> None:
         entry = [due_s, next(self._seq), self._waiter_type()]
         heapq.heappush(self._heap, entry)

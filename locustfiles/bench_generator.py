@@ -535,7 +535,9 @@ def _step_metrics(case: Case, run, peer, pcap: Path | None, port: int) -> dict:
     if pcap is None:
         return m
     seen = wire.read_capture(pcap, port)
-    m.update(generator.wire_metrics(seen, dist, run.rows if run is not None else None))
+    # Only an arrival schedule has slots to pair with the wire; a closed loop's "scheduled" is its own send.
+    paired = run is not None and run.info.get("pacing") == "arrival"
+    m.update(generator.wire_metrics(seen, dist, run.rows if paired else None))
     m["_wire_gaps_s"] = generator.wire_gaps_s(seen)
     return m
 

@@ -52,8 +52,8 @@ REACHABLE_TIMEOUT_S = 3.0
 _EPOCH_OFFSET_S = time.time() - time.perf_counter()  # the clock of closed-loop rows (no dispatcher)
 START_LEAD_S = 0.2      # a single process's schedule starts this long after its users are spawned and warmed
 MAX_SPAWN_LEAD_S = 2.0  # ... waiting at most this long for a slow spawn (-r): later users join a running schedule
-BUILD_LEAD_S = 0.0001   # a stamped sender wakes this much before its slot to build the request; the
-                        # socket holds the write until the slot (stamps.StampedSocket), so never early
+BUILD_LEAD_S = 0.0003   # a stamped sender wakes this much (plus the dispatcher's lead) before its slot to
+                        # build the request; the socket holds the write until the slot (stamps.StampedSocket)
 
 
 def add_run_arguments(parser, dataset_help: str) -> None:
@@ -306,8 +306,9 @@ class Run:
             index, scheduled = slot.index, slot.due_epoch
             claim_late_ms = round(getattr(user, "claim_late_s", 0.0) * 1000, 3)
             due = self.dispatcher.to_perf(scheduled)
-            if self.stamped:  # wake a little early; the socket holds the write until the slot
-                self.dispatcher.wait_until(due - BUILD_LEAD_S)
+            if self.stamped and self.dispatcher.mode != "sleep":  # sleep: gevent's own timing, for comparison
+                # Wake early and build the request; the socket holds the first write until the slot.
+                self.dispatcher.wake_before(due - BUILD_LEAD_S)
                 gate = due
             else:
                 self.dispatcher.wait_until(due)
@@ -476,6 +477,9 @@ class Run:
         if self.latencies_ms:
             p50, p95, p99 = np.percentile(self.latencies_ms, [50, 95, 99])
             line += f"; service latency p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms (exact, ok requests)"
+        if self.lateness_ms and self.plan.pacing == "arrival":
+            late50, late99 = np.percentile(self.lateness_ms, [50, 99])
+            line += f"; send lateness p50 {late50:.3f} ms, p99 {late99:.3f} ms"
         return line
 
     def _final_locust_csv(self):

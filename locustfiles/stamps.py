@@ -16,6 +16,7 @@ stamped: their rows carry the client-level times and run.json says so.
 """
 from __future__ import annotations
 
+import bisect
 import time
 
 import gevent
@@ -23,6 +24,9 @@ import gevent.socket
 from geventhttpclient import connectionpool
 
 perf_counter = time.perf_counter
+_holders: list[float] = []  # gates of the senders now holding their first write, sorted (a handful at most)
+gevent_sleep = gevent.sleep
+HOLD_SPIN_S = 0.00003  # the last 30 us before a gate are busy-waited: a yield can cost more than that
 
 
 class RequestStamps:
@@ -38,11 +42,27 @@ class RequestStamps:
         self.connected = False  # a new connection was opened inside this request
 
     def hold(self) -> None:
-        """Busy-wait to the gate: at most the dispatcher's lead, microseconds."""
+        """Hold the write until the gate, earliest gate first.
+
+        While more than ``HOLD_SPIN_S`` remains, or another sender with an earlier gate is still
+        holding, yield: senders due close together then all build their requests before the first
+        slot, and write one right after another. The last microseconds are busy-waited by the
+        earliest holder only (a yield can cost more than that; two spinning would invert the order).
+        """
         gate = self.gate_s
-        if gate is not None:
-            while perf_counter() < gate:
-                pass
+        if gate is None:
+            return
+        bisect.insort(_holders, gate)
+        try:
+            while True:
+                now = perf_counter()
+                earliest = _holders[0] >= gate
+                if now >= gate and earliest:
+                    return
+                if gate - now > HOLD_SPIN_S or not earliest:
+                    gevent_sleep(0)
+        finally:
+            _holders.remove(gate)
 
     def first_action_s(self, fallback_s: float) -> float:
         """When the request first touched the network: its write, else its connect, else (nothing went
@@ -59,10 +79,14 @@ class StampedSocket(gevent.socket.socket):
 
     def sendall(self, data, flags=0):
         stamps = getattr(gevent.getcurrent(), "burstbench_stamps", None)
-        if stamps is not None and stamps.sent_s is None:
-            stamps.hold()
-            stamps.sent_s = perf_counter()
-        return super().sendall(data, flags)
+        if stamps is None or stamps.sent_s is not None:
+            return super().sendall(data, flags)
+        stamps.hold()
+        stamps.sent_s = perf_counter()
+        result = super().sendall(data, flags)
+        if _holders:  # another sender is due about now: let it write before this one reads its answer
+            gevent_sleep(0)
+        return result
 
     def recv(self, *args):
         data = super().recv(*args)

@@ -33,7 +33,7 @@ def _burn(**_kwargs):
             end = time.perf_counter() + 0.05
             while time.perf_counter() < end:
                 pass
-            gevent.sleep(0)
+            gevent.sleep(0.001)  # a timer, not sleep(0): the loop polls between stretches
     gevent.spawn(burn)
 """
 

@@ -77,8 +77,17 @@ def test_event_loop_stalls_are_named_as_the_cause_of_lateness():
     loop[7], loop[15] = 52.0, 48.0
     lines = generator_verdict(make_samples([45.0] * 21, loop_delay_ms=loop), lateness_p99_ms=3.0)
     assert len(lines) == 1
-    assert "event-loop stalls: load process 0's loop ran up to 52.0 ms without polling (2 of 20 intervals" in lines[0]
+    assert "event-loop stalls: load process 0's loop went up to 52.0 ms without polling, 2 of 20 intervals" in lines[0]
     assert "too few users" not in lines[0] and "CPU-bound" not in lines[0]
+
+
+def test_late_claims_of_a_cpu_bound_process_are_not_blamed_on_the_user_count():
+    samples = make_samples([40.0] + [99.0] * 20, loop_delay_ms=2000.0, sends=15, claim_late=15)
+    lines = generator_verdict(samples, lateness_p99_ms=57_000.0)
+    assert len(lines) == 2 and "CPU-bound" in lines[0]
+    assert "the CPU-bound load process above; event-loop stalls:" in lines[1]
+    assert "so 315 of 315 sends (100 %) were already overdue" in lines[1] and "more users will not help" in lines[1]
+    assert "too few users" not in lines[1] and "-u/--users" not in lines[1]
 
 
 def test_a_stall_that_left_p99_alone_is_not_a_finding():
@@ -195,9 +204,12 @@ def test_busy_loop_reads_near_a_full_core(monitored):
     mean = float(np.average(busy["cpu_percent"], weights=busy["interval_s"]))
     independent = monitored["phases"]["busy"]["cpu_percent"]  # what the process really got, from psutil's ticks
     assert abs(mean - independent) < 15, (mean, independent)
-    # > 80 % whenever the machine gave this process the core; a contended one cannot, and it still reads busy.
+    print(f"busy phase: monitor {mean:.0f} % of a core, psutil {independent:.0f} %")
+    # > 80 % whenever the machine gave this process the core. A contended one cannot (two CPU hogs beside
+    # other work on 2 cores left it 58-73 %, under 40 % at times), and it still reads well above idle.
     assert mean > 80 or independent < 85, (mean, independent)
-    assert mean > 40, busy
+    idle_max = float(inside(monitored, "idle")["cpu_percent"].max())
+    assert mean > idle_max + 15, (mean, independent, idle_max)
 
 
 def test_idle_loop_reads_little_cpu_and_no_delay(monitored):
