@@ -155,3 +155,24 @@ def test_constant_throughput_user_needs_think_pacing(tmp_path):
     assert result.returncode != 0
     assert "burstbench: ConstantThroughputUser paces itself" in result.stderr
     assert not any(tmp_path.iterdir())  # stopped before the run folder was made
+
+
+def test_the_docs_commands_are_valid(tmp_path):
+    """Every bench-generator command in docs/generator.md parses into a plan (running them takes minutes)."""
+    from locustfiles.bench_generator import Plan, parse_args
+
+    if NGINX is None:
+        pytest.skip("nginx is not installed: `make nginx`")
+    doc = (REPO_ROOT / "docs" / "generator.md").read_text()
+    commands = [line[2:].split("#")[0].strip() for line in doc.splitlines() if line.startswith("$ ")]
+    assert len(commands) >= 3
+    for command in commands:
+        if command.startswith("make bench-generator"):  # what make would run, without running it
+            dry = subprocess.run(["make", "-n", *command.split()[1:]], cwd=REPO_ROOT, capture_output=True,
+                                 text=True, timeout=60)
+            assert dry.returncode == 0, dry.stderr
+            joined = dry.stdout.replace("\\\n", " ")
+            command = next(line for line in joined.splitlines() if "locustfiles.bench_generator" in line)
+        args = command.split("locustfiles.bench_generator", 1)[1].split()
+        plan = Plan.from_args(parse_args([*args, "--results-dir", str(tmp_path)]))
+        assert plan.cases and plan.dispatchers, command
