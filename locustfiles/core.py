@@ -52,6 +52,7 @@ REACHABLE_TIMEOUT_S = 3.0
 _EPOCH_OFFSET_S = time.time() - time.perf_counter()  # the clock of closed-loop rows (no dispatcher)
 START_LEAD_S = 0.2      # a single process's schedule starts this long after its users are spawned and warmed
 MAX_SPAWN_LEAD_S = 2.0  # ... waiting at most this long for a slow spawn (-r): later users join a running schedule
+REWARM_IDLE_S = 1.0     # a connection idle this long is checked (and reopened if closed) before the next slot
 BUILD_LEAD_S = 0.0003   # a stamped sender wakes this much (plus the dispatcher's lead) before its slot to
                         # build the request; the socket holds the write until the slot (stamps.StampedSocket)
 
@@ -283,6 +284,11 @@ class Run:
             due = self.dispatcher.to_perf(slot.due_epoch)
             user.claim_late_s = max(0.0, time.perf_counter() - due)  # no user was free when it fell due
             self.dispatcher.sleep_coarse(due)
+            if self.stamped and time.perf_counter() - getattr(user, "burstbench_sent_s", 0.0) > REWARM_IDLE_S:
+                try:  # servers close idle keep-alive connections (uvicorn after 5 s): reopen before the slot
+                    stamps.warm_connection(user)
+                except OSError:
+                    pass  # the request will record the failure
         return 0.0
 
     def request_quit(self) -> None:
@@ -328,7 +334,7 @@ class Run:
                "claim_late_ms": claim_late_ms}
         user.burstbench_request_index = index  # a target may label the request with it (fixed_body does)
         stamp = stamps.begin(gate) if self.stamped else None
-        t0 = time.perf_counter()
+        t0 = user.burstbench_sent_s = time.perf_counter()
         self.rows.mark_started()
         try:
             with self.target.request(user, texts, self.plan.request_timeout_s) as resp:
