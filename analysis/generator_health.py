@@ -35,8 +35,9 @@ Thresholds (the defaults, and why):
 
 The first sample of each load process is left out of the CPU and loop-delay judgement (unless it
 is the only one): it covers the start of the monitor, i.e. Locust spawning its users and opening
-connections in a burst, not the steady sending. Every other sample is weighted by its interval
-(the last one, taken at stop, is usually short).
+connections in a burst, not the steady sending. So is the last, when it holds no send: it is the
+sample taken at stop, and covers writing the run's files. Every other sample is weighted by its
+interval.
 
 This module is imported inside the Locust load processes (``locustfiles/self_monitor.py``): keep
 it to the standard library and numpy. No pandas, no matplotlib, no gevent, no Locust here.
@@ -119,6 +120,8 @@ def generator_verdict(samples, lateness_p99_ms: float, *, cpu_limit_percent: flo
     cpu_bound, stalls = [], []
     for worker, recs in workers.items():
         judged = recs[1:] if len(recs) > 1 else recs  # the first sample is start-up (module docstring)
+        if len(judged) > 1 and not judged[-1].get("sends"):
+            judged = judged[:-1]  # the sample taken at stop, after the last send: shutdown (writing files), not sending
         interval_s = _column(judged, "interval_s")
         cpu = _column(judged, "cpu_percent")
         valid = np.isfinite(interval_s) & np.isfinite(cpu) & (interval_s > 0)

@@ -130,6 +130,7 @@ class Dispatcher:
         self._waiter_type = Waiter
         self._gevent_sleep = gevent.sleep
         self._heap: list[list] = []  # [due_s, seq, waiter or None once done or cancelled]
+        self._dispatching = False    # inside the timer callback: more due senders may be about to run
         self._seq = itertools.count()
         self._timer = None
         if self.mode == "timerfd":
@@ -195,6 +196,10 @@ class Dispatcher:
         finally:
             entry[2] = None  # woken, or killed while waiting (Locust stopping the user): never switched to again
 
+    def others_due_before(self, when_s: float) -> bool:
+        """Will another sender wake before ``when_s``? (Then a sender holding its write should yield.)"""
+        return self._dispatching or bool(self._heap and self._heap[0][0] <= when_s)
+
     def _arm(self, due_s: float) -> None:
         self._armed_at = due_s
         self._timer.arm(due_s)
@@ -204,6 +209,15 @@ class Dispatcher:
         self._timer.drain()
         self._armed_at = None
         heap = self._heap
+        self._dispatching = True
+        try:
+            self._wake_due(heap)
+        finally:
+            self._dispatching = False
+        if heap and (self._armed_at is None or heap[0][0] < self._armed_at):
+            self._arm(heap[0][0])
+
+    def _wake_due(self, heap: list) -> None:
         while heap:
             head = heap[0]
             if head[2] is None:
@@ -214,8 +228,6 @@ class Dispatcher:
             heapq.heappop(heap)
             waiter, head[2] = head[2], None
             waiter.switch(None)  # runs that sender until it blocks (its request is on the wire by then)
-        if heap and (self._armed_at is None or heap[0][0] < self._armed_at):
-            self._arm(heap[0][0])
 
     def close(self) -> None:
         if self._timer is not None:

@@ -333,7 +333,8 @@ class Run:
                "batch_size": "", "tokens": "", "truncated": "", "label": "", "status": 0, "worker": self.worker,
                "claim_late_ms": claim_late_ms}
         user.burstbench_request_index = index  # a target may label the request with it (fixed_body does)
-        stamp = stamps.begin(gate) if self.stamped else None
+        stamp = stamps.begin(gate, self.dispatcher.others_due_before if gate is not None else None) \
+            if self.stamped else None
         t0 = user.burstbench_sent_s = time.perf_counter()
         self.rows.mark_started()
         try:

@@ -32,10 +32,11 @@ HOLD_SPIN_S = 0.00003  # the last 30 us before a gate are busy-waited: a yield c
 class RequestStamps:
     """One request's socket times on perf_counter (None until they happen)."""
 
-    __slots__ = ("gate_s", "sent_s", "last_recv_s", "connect_s", "connected")
+    __slots__ = ("gate_s", "contended", "sent_s", "last_recv_s", "connect_s", "connected")
 
-    def __init__(self, gate_s: float | None = None):
+    def __init__(self, gate_s: float | None = None, contended=None):
         self.gate_s = gate_s
+        self.contended = contended  # (gate) -> will another sender wake before it? (the dispatcher knows)
         self.sent_s: float | None = None
         self.last_recv_s: float | None = None
         self.connect_s: float | None = None  # when a connection had to be opened first (its SYN)
@@ -44,10 +45,11 @@ class RequestStamps:
     def hold(self) -> None:
         """Hold the write until the gate, earliest gate first.
 
-        While more than ``HOLD_SPIN_S`` remains, or another sender with an earlier gate is still
-        holding, yield: senders due close together then all build their requests before the first
-        slot, and write one right after another. The last microseconds are busy-waited by the
-        earliest holder only (a yield can cost more than that; two spinning would invert the order).
+        Yield while another sender with an earlier gate is still holding, or while more than
+        ``HOLD_SPIN_S`` remains and another sender will wake before this gate: senders due close
+        together then all build their requests before the first slot, and write one right after
+        another. Otherwise busy-wait: a yield would let any other greenlet (Locust's CSV writer,
+        a response being parsed) run first and make this send late by as long as it runs.
         """
         gate = self.gate_s
         if gate is None:
@@ -59,7 +61,8 @@ class RequestStamps:
                 earliest = _holders[0] >= gate
                 if now >= gate and earliest:
                     return
-                if gate - now > HOLD_SPIN_S or not earliest:
+                if not earliest or (gate - now > HOLD_SPIN_S and self.contended is not None
+                                    and self.contended(gate)):
                     gevent_sleep(0)
         finally:
             _holders.remove(gate)
@@ -120,9 +123,9 @@ def install() -> None:
     _installed = True
 
 
-def begin(gate_s: float | None = None) -> RequestStamps:
-    """Start stamping the current greenlet's next request."""
-    stamps = RequestStamps(gate_s)
+def begin(gate_s: float | None = None, contended=None) -> RequestStamps:
+    """Start stamping the current greenlet's next request (``contended``: see ``RequestStamps``)."""
+    stamps = RequestStamps(gate_s, contended)
     gevent.getcurrent().burstbench_stamps = stamps
     return stamps
 
