@@ -88,7 +88,8 @@ def build_sections(run: Run, out: Path) -> list[Section]:
             "response could wait), and its sends' lateness. The verdict flags a process at "
             f"{CPU_LIMIT_PERCENT:g} % of a core or more, or send lateness p99 above {LATENESS_LIMIT_MS:g} ms, "
             f"and names loop stalls of {LOOP_DELAY_LIMIT_MS:g} ms or more and sends already overdue when a user "
-            "became free; each process's first sample (start-up) is left out of the CPU figures. "
+            "became free; each process's first sample (start-up) and a last one after its last send (shutdown) "
+            "are left out of the CPU and loop-delay judgement. "
             "Over time: the timeline figure.",
             tables=[("generator_summary", generator_table(run.generator))])]
     return [

@@ -1,18 +1,21 @@
-"""``python -m locustfiles.bench_generator``: how fast and how faithfully can Locust send our schedule?
+"""``python -m locustfiles.bench_generator``: how precisely does each tool send an arrival process, seen from the wire?
 
-Against nginx answering a fixed body on loopback (not the bottleneck: tens of thousands of
-requests/s), it steps the arrival rate up for each arrival process and each number of load
-processes, one real Locust run per step (``locustfiles/fixed_body.py``), and reports per step the
-achieved rate, the send lateness and how far the sent gaps are from the intended process
-(``analysis.generator``). At each rate it also runs Locust's own ``constant_throughput`` at the
-same number of users (at 1 process: burstbench records a closed loop only in one process) and
-says what rate that holds.
+Against nginx answering a fixed body on loopback (never the bottleneck), each *case* (an arrival
+process at a rate, in one or more load processes) is sent by every tool in turn, one real run per
+step: burstbench with each dispatcher (``locustfiles/fixed_body.py``, ``--dispatcher``), Locust's
+own ``constant_throughput`` at the same users, and the open-loop peers of ``locustfiles.peers``
+(AIPerf, in its own venv under build/). A packet capture of each step (``locustfiles.wire_capture``,
+read by ``analysis.wire``) is the judge: the rate that reached the wire, the KS distance and W1 of
+the wire gaps against the declared process, and for burstbench, whose requests carry their index,
+wire minus scheduled send and the client's own overhead in the rows' latency.
 
-    python -m locustfiles.bench_generator --rates 250,500,1000,2000,3000,4000 \\
-        --arrivals exponential,gamma:0.8 --processes 1,2,4 --step-seconds 5
+    python -m locustfiles.bench_generator                      # the precise-pacing targets
+    python -m locustfiles.bench_generator --cases gamma:0.5@20x1200,exponential@1000x5000/2
+    python -m locustfiles.bench_generator --rates 500,1000 --arrivals exponential --processes 1,2
 
-Writes ``results/<UTC>-bench-generator/``: steps.csv and steps.md (the table), PNG figures,
-bench.json (parameters, machine, nginx), and every step's own run folder under runs/.
+Writes ``results/<UTC>-bench-generator/``: steps.csv and steps.md (the table and the targets), PNG
+figures, bench.json (parameters, machine, nginx), every step's own run folder under runs/, and
+its capture under wire/ with ``--keep-pcap``.
 """
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ def write_run(path, sent_epoch, scheduled_epoch=None, declared=TRUE, pacing="arr
         "corrected_latency_ms": latency_ms + lateness_ms, "status": 200, "ok": 1, "failure_kind": "",
         "failure_text": "", "batch_size": 1, "text_index": np.arange(n), "text_chars": 50, "tokens": 12,
         "truncated": 0, "label": "neutral", "think_s": think_s if think_s is not None else np.nan,
-        "worker": 0,
+        "worker": 0, "e2e_latency_ms": latency_ms + 0.2, "claim_late_ms": 0.0, "new_connection": 0,
     })
     assert tuple(rows.columns) == KNOWN_COLUMNS
     rows.to_csv(path / "requests.csv", index=False, float_format="%.6f")

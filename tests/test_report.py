@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO_ROOT
 
 pytestmark = pytest.mark.load
-SECTIONS = ("## Verdict", "## Run", "## Latency (Tables 3-4)", "## Inter-arrival fidelity (Figures 1-3)",
+SECTIONS = ("## Verdict", "## Run", "## Load generator", "## Latency (Tables 3-4)", "## Inter-arrival fidelity (Figures 1-3)",
             "## Batching", "## Timeline (Figure 4)")
 
 
