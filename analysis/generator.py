@@ -269,8 +269,12 @@ def target_lines(table: pd.DataFrame) -> list[str]:
 def gaps_figure(gaps: dict, cases, path: str | Path) -> Path:
     """Per case: the ECDF of the gaps each tool put on the wire, over the declared CDF (log time axis)."""
     cases = [c for c in cases if any(k[0] == c.name for k in gaps)]
-    fig, axes = plt.subplots(1, max(1, len(cases)), figsize=(4.8 * max(1, len(cases)), 4), squeeze=False)
-    for ax, case in zip(axes[0], cases):
+    ncols = min(3, max(1, len(cases)))
+    nrows = math.ceil(max(1, len(cases)) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4 * nrows), squeeze=False)
+    for ax in axes.flat[len(cases):]:
+        ax.set_visible(False)
+    for ax, case in zip(axes.flat, cases):
         from arrivals import make_distribution
 
         dist = make_distribution(case.arrival[1], 1.0 / case.rate, case.arrival[2])
@@ -288,7 +292,7 @@ def gaps_figure(gaps: dict, cases, path: str | Path) -> Path:
         ax.set_title(f"{case.arrival[0]}, {case.rate:g} req/s, {case.processes} proc", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, loc="upper left")
-    axes[0][0].set_ylabel("fraction of gaps <= x")
+        ax.set_ylabel("fraction of gaps <= x")
     return save_figure(fig, path)
 
 
