@@ -221,7 +221,7 @@ class Run:
         self.coordinator = None
         self.next_think_index = 0
         self.latencies_ms: list[float] = []
-        self.lateness_ms: list[float] = []   # every row's, for the generator's verdict
+        self.lateness_ms: list[float] = []   # the master's: every worker's rows' lateness (as reported)
         self.started_epoch: float | None = None
         self.quit_requested = False
         self.interrupted = False
@@ -380,7 +380,6 @@ class Run:
                    new_connection=int(stamp.connected) if stamp is not None else "")
         self.rows.record(row)
         self.monitor.note_send(row["lateness_ms"], bool(row["claim_late_ms"]))
-        self.lateness_ms.append(row["lateness_ms"])
         if row["ok"]:
             self.latencies_ms.append(latency_ms)
 
@@ -475,8 +474,13 @@ class Run:
         if not samples:
             return
         write_csv(samples, self.run_dir / GENERATOR_FILE)
-        p99 = float(np.percentile(self.lateness_ms, 99)) if self.lateness_ms else float("nan")
+        lateness = self.sent_lateness_ms()
+        p99 = float(np.percentile(lateness, 99)) if len(lateness) else float("nan")
         self.generator_verdict = generator_verdict(samples, p99, busy_wait=self.plan.dispatcher == "spin")
+
+    def sent_lateness_ms(self) -> np.ndarray:
+        """Every row's lateness: noted by this process's monitor, or (master) reported by the workers."""
+        return np.asarray(self.lateness_ms) if self.coordinator is not None else self.monitor.lateness_values_ms()
 
     def summary_line(self) -> str:
         c = self.rows.counts()
@@ -484,8 +488,9 @@ class Run:
         if self.latencies_ms:
             p50, p95, p99 = np.percentile(self.latencies_ms, [50, 95, 99])
             line += f"; service latency p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms (exact, ok requests)"
-        if self.lateness_ms and self.plan.pacing == "arrival":
-            late50, late99 = np.percentile(self.lateness_ms, [50, 99])
+        lateness = self.sent_lateness_ms()
+        if len(lateness) and self.plan.pacing == "arrival":
+            late50, late99 = np.percentile(lateness, [50, 99])
             line += f"; send lateness p50 {late50:.3f} ms, p99 {late99:.3f} ms"
         return line
 

@@ -168,6 +168,10 @@ class GeneratorMonitor:
         self._filled = len(self._samples)
         return self._samples
 
+    def lateness_values_ms(self) -> np.ndarray:
+        """Every send's lateness noted so far, in order (a view: no copy)."""
+        return np.frombuffer(self._lateness, dtype=float) if self._lateness else np.empty(0)
+
     def lateness_p99_ms(self) -> float:
         """Exact p99 of every send's lateness noted so far (NaN when none)."""
         if not self._lateness:

@@ -73,8 +73,9 @@ def test_the_wire_saw_every_request_and_pairs_it_with_its_row(one_step):
     assert row["wire_requests"] == row["wire_matched"] == n
     assert row["rows_without_wire"] == 0 and row["wire_without_rows"] == 0
     assert row["dropped_packets"] == 0
-    # Never before its slot on the wire (the capture and the rows share the machine's clock; 50 us of
-    # slack covers the two clocks' conversion and the capture's timestamping).
+    # The capture and the rows are on one clock: the median request reaches the wire after its slot
+    # (50 us of slack for the clock conversion and the capture's timestamping). "Never early" for every
+    # send is checked where it is exact, in tests/test_dispatch.py.
     assert row["wire_late_p50_ms"] >= -0.05
     for col in ("ks_wire", "ks_wire_p", "w1_wire_over_mean", "w1_wire_vs_sched", "cv_wire", "overhead_p50_ms"):
         assert math.isfinite(row[col]), col
