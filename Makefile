@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+BB := $(VENV)/bin/burstbench
 # onnxruntime and onnxruntime-gpu provide the same module: exactly one, chosen by the machine.
 EXTRAS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu),test
 
@@ -39,53 +40,53 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 model: install
-	$(PY) -m service build-model
+	$(BB) build-model
 
 serve: model
-	$(PY) -m service serve --port $(PORT) $(if $(VARIANT),--variant $(VARIANT)) $(if $(BATCHING),--batching $(BATCHING))
+	$(BB) serve --port $(PORT) $(if $(VARIANT),--variant $(VARIANT)) $(if $(BATCHING),--batching $(BATCHING))
 
 # The paper's Tables 1-2: every variant, interleaved, across batch sizes.
 bench-model: model
-	$(PY) -m service.models export --model $(MODEL) --variants $(VARIANTS)
-	$(PY) -m service.bench --model $(MODEL) --variants $(VARIANTS) --batch-sizes $(BATCH_SIZES)
+	$(BB) export --model $(MODEL) --variants $(VARIANTS)
+	$(BB) bench-model --model $(MODEL) --variants $(VARIANTS) --batch-sizes $(BATCH_SIZES)
 
 # The paper's Tables 3-4 for variants: one scenario against each variant and batching on/off, compared.
 compare-variants: model
 	@set -e; before=$$(ls -d results/2*/ 2>/dev/null | wc -l); \
 	for v in $$(echo $(VARIANTS) | tr , ' '); do \
-	  $(PY) -m locustfiles scenario $(SCENARIO) $(SCENARIO_FLAGS) --variant $$v --batching on; done; \
-	$(PY) -m locustfiles scenario $(SCENARIO) $(SCENARIO_FLAGS) --variant onnx-fp32 --batching off; \
+	  $(BB) run $(SCENARIO) $(SCENARIO_FLAGS) --variant $$v --batching on; done; \
+	$(BB) run $(SCENARIO) $(SCENARIO_FLAGS) --variant onnx-fp32 --batching off; \
 	runs=$$(ls -d results/2*/ | tail -n +$$((before + 1))); \
-	$(PY) -m analysis compare $$runs
+	$(BB) compare $$runs
 
 scenario-steady scenario-moderate scenario-extreme: scenario-%: install
-	$(PY) -m locustfiles scenario $* $(SCENARIO_FLAGS)
+	$(BB) run $* $(SCENARIO_FLAGS)
 
 # Replay a trace's timestamps (all of them unless REQUESTS is given; MEAN rescales the trace).
 replay: install
 	@test -n "$(TRACE)" || { echo 'make replay TRACE=file.csv [TRACE_COLUMN=timestamp] [MEAN=s] [REQUESTS=n] [WORKERS=n]'; exit 2; }
-	$(PY) -m analysis trace-fit $(TRACE) --column $(TRACE_COLUMN) $(if $(MEAN),--mean $(MEAN))
-	$(PY) -m locustfiles scenario trace --trace $(TRACE) --trace-column $(TRACE_COLUMN) \
+	$(BB) trace-fit $(TRACE) --column $(TRACE_COLUMN) $(if $(MEAN),--mean $(MEAN))
+	$(BB) run trace --trace $(TRACE) --trace-column $(TRACE_COLUMN) \
 	  $(if $(filter command line environment,$(origin REQUESTS)),--requests $(REQUESTS)) --seed $(SEED) \
 	  --users $(USERS) --port $(PORT) $(if $(MEAN),--mean $(MEAN)) $(if $(WORKERS),--workers $(WORKERS)) \
 	  $(if $(VARIANT),--variant $(VARIANT)) $(if $(BATCHING),--batching $(BATCHING))
 
 # Why distributed runs split one schedule: independent per-worker processes drift towards Poisson.
 superposition: install
-	$(PY) -m analysis superposition --out results/superposition
+	$(BB) superposition --out results/superposition
 
 summary: install
-	$(PY) -m analysis summary $(if $(RUN),$(RUN),--latest)
+	$(BB) summary $(if $(RUN),$(RUN),--latest)
 
 report: install
-	$(PY) -m analysis report $(if $(RUN),$(RUN),--latest)
+	$(BB) report $(if $(RUN),$(RUN),--latest)
 
 compare: install
 	@test -n "$(RUNS)" || { echo 'make compare RUNS="results/<a> results/<b> ..." [BASELINE=results/<a>]'; exit 2; }
-	$(PY) -m analysis compare $(RUNS) $(if $(BASELINE),--baseline $(BASELINE))
+	$(BB) compare $(RUNS) $(if $(BASELINE),--baseline $(BASELINE))
 
 paper-gaps: install
-	$(PY) -m analysis paper-gaps --seed $(SEED)
+	$(BB) paper-gaps --seed $(SEED)
 
 # The HTML report's browser test drives Debian's chromium (no browser download is possible here).
 browser:
@@ -104,14 +105,14 @@ TARGET ?=
 HOST ?=
 .PHONY: resilience
 resilience: install
-	$(PY) -m resilience run --plan $(PLAN) $(if $(TARGET),--target $(TARGET)) $(if $(HOST),--host $(HOST))
+	$(BB) resilience run --plan $(PLAN) $(if $(TARGET),--target $(TARGET)) $(if $(HOST),--host $(HOST))
 
 # Capacity sweep: open-loop steps up past saturation per arrival process, batching on and off
 # (default model, onnx-fp32, 2 CPU cores: about 20-25 min). BATCHING=on|off|on,off; RATES=2,4,8 fixes the grid.
 SLO_P99_MS ?= 500
 .PHONY: sweep
 sweep: install
-	$(PY) -m locustfiles.sweep --slo-p99-ms $(SLO_P99_MS) --seed $(SEED) --port $(PORT) \
+	$(BB) sweep --slo-p99-ms $(SLO_P99_MS) --seed $(SEED) --port $(PORT) \
 	  $(if $(VARIANT),--variant $(VARIANT)) $(if $(BATCHING),--batching $(BATCHING)) $(if $(RATES),--rates $(RATES)) \
 	  $(if $(PROCESSES),--processes $(PROCESSES)) $(if $(TRACE),--trace $(TRACE))
 
@@ -143,7 +144,7 @@ tcpdump:
 	  else echo "tcpdump not found and cannot be installed here (needs root and apt-get): apt-get install tcpdump"; exit 1; fi; }
 
 bench-generator: install nginx tcpdump
-	$(PY) -m locustfiles.bench_generator $(if $(GEN_CASES),--cases $(GEN_CASES)) \
+	$(BB) bench-generator $(if $(GEN_CASES),--cases $(GEN_CASES)) \
 	  $(if $(GEN_RATES),--rates $(GEN_RATES) --arrivals $(GEN_ARRIVALS) --processes $(GEN_PROCESSES) --step-seconds $(GEN_STEP_SECONDS)) \
 	  --dispatchers $(GEN_DISPATCHERS) --peers $(GEN_PEERS) --seed $(SEED)
 
@@ -151,7 +152,7 @@ bench-generator: install nginx tcpdump
 # FUZZ_URL=http://host:port fuzzes a running service; otherwise the tiny model's own server is started.
 FUZZ_CASES ?= 500
 fuzz: install
-	$(PY) -m service.fuzz --cases $(FUZZ_CASES) --seed $(SEED) $(if $(FUZZ_URL),--url $(FUZZ_URL))
+	$(BB) fuzz --cases $(FUZZ_CASES) --seed $(SEED) $(if $(FUZZ_URL),--url $(FUZZ_URL))
 
 # The Bento (offline); `bentoml containerize sentiment:latest` then needs Docker (README: Deployment).
 bento: install

@@ -1,12 +1,12 @@
-"""``python -m analysis``: turn results folders into tables, figures and reports.
+"""``burstbench``: turn results folders into tables, figures and reports.
 
-    python -m analysis report results/<run>                 # report/ in the run folder: md, html, csv, png
-    python -m analysis report --latest
-    python -m analysis compare results/<a> results/<b> ... [--baseline results/<a>] [--out DIR]
-    python -m analysis summary results/<run>                # the short p50/p95/p99 table
-    python -m analysis paper-gaps [--seed 0] [--n 1000]     # the three scenarios' drawn gaps vs the paper
-    python -m analysis superposition [--shape 0.8] [--workers 1,2,4,8,16]  # why distributed runs partition
-    python -m analysis trace-fit FILE [--column timestamp]  # a trace's gaps vs the best-fitting gamma
+    burstbench report results/<run>                 # report/ in the run folder: md, html, csv, png
+    burstbench report --latest
+    burstbench compare results/<a> results/<b> ... [--baseline results/<a>] [--out DIR]
+    burstbench summary results/<run>                # the short p50/p95/p99 table
+    burstbench paper-gaps [--seed 0] [--n 1000]     # the three scenarios' drawn gaps vs the paper
+    burstbench superposition [--shape 0.8] [--workers 1,2,4,8,16]  # why distributed runs partition
+    burstbench trace-fit FILE [--column timestamp]  # a trace's gaps vs the best-fitting gamma
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from .runs import RunError
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__,
+    parser = argparse.ArgumentParser(prog="burstbench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (("summary", "exact latency table of one run"), ("report", "full report of one run")):
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     try:
         return _run(parser, args)
     except (RunError, ValueError) as err:
-        print(f"python -m analysis: {err}", file=sys.stderr)
+        print(f"burstbench: {err}", file=sys.stderr)
         return 2
 
 

@@ -1,4 +1,4 @@
-"""`python -m analysis compare`: the comparison written out as Markdown, HTML, CSV and PNG."""
+"""`burstbench compare`: the comparison written out as Markdown, HTML, CSV and PNG."""
 from __future__ import annotations
 
 import base64

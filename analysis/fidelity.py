@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from arrivals import Exponential, Gamma, make_distribution  # noqa: E402
+from burstbench.arrivals import Exponential, Gamma, make_distribution  # noqa: E402
 
 from .runs import Run, RunError  # noqa: E402
 from .figures import save_figure  # noqa: E402

@@ -1,6 +1,6 @@
 """The load generator's own accuracy: how faithfully one run sent the arrival process it declared.
 
-Per run (one step of ``python -m locustfiles.bench_generator``):
+Per run (one step of ``burstbench bench-generator``):
 
 * rates: offered (1 / declared mean gap), scheduled (what the drawn schedule holds) and achieved
   (sends per second between the first and the last send);
@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from arrivals import make_distribution  # noqa: E402
+from burstbench.arrivals import make_distribution  # noqa: E402
 
 from . import wire  # noqa: E402
 from .fidelity import declared_distribution, fit_gaps, lateness_table, scheduled_gaps_s, sent_gaps_s  # noqa: E402

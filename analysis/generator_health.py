@@ -142,7 +142,7 @@ def generator_verdict(samples, lateness_p99_ms: float, *, cpu_limit_percent: flo
     cpu_found = bool(cpu_bound) and not busy_wait  # a spinning dispatcher shows a full core by design
     if cpu_found:
         lines.append(PREFIX + ", ".join(cpu_bound) + " (CPU-bound: spread the load over more processes, "
-                     "Locust's --processes or --workers of python -m locustfiles)")
+                     "Locust's --processes or --workers of burstbench run)")
     late = lateness_p99_ms is not None and math.isfinite(lateness_p99_ms) and lateness_p99_ms > lateness_limit_ms
     if late:
         causes = []

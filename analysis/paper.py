@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from arrivals import SCENARIOS, ArrivalSchedule
+from burstbench.arrivals import SCENARIOS, ArrivalSchedule
 
 from .fidelity import fit_gaps, gap_figure
 

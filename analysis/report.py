@@ -1,4 +1,4 @@
-"""`python -m analysis report RUN`: everything one run says, as Markdown, HTML, CSV and PNG.
+"""`burstbench report RUN`: everything one run says, as Markdown, HTML, CSV and PNG.
 
 The report opens with the verdicts a reader needs first (did the load generator limit the run,
 did the arrivals fit the declared process, was the run complete), then the paper's tables and

@@ -36,7 +36,7 @@ COLUMNS = ("window", "at_s", "sent", "ok", "failed", "failure_kinds", "first_fai
 def load_disruptions(run: Run) -> dict:
     path = run.path / DISRUPTIONS_FILE
     if not path.is_file():
-        raise RunError(f"{path}: missing (not a resilience run? run: python -m resilience run --plan NAME)")
+        raise RunError(f"{path}: missing (not a resilience run? run: burstbench resilience run --plan NAME)")
     try:
         doc = json.loads(path.read_text())
         items = doc["disruptions"]

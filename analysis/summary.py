@@ -1,4 +1,4 @@
-"""`python -m analysis summary RUN`: the p50/p95/p99 table of one run, printed and saved."""
+"""`burstbench summary RUN`: the p50/p95/p99 table of one run, printed and saved."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -7,7 +7,7 @@ burstbench's distributed mode instead splits one schedule (worker k takes slots 
 so the merged sends are the single-process schedule whatever W is. This module draws both and
 measures the merged gaps against the declared distribution.
 
-    python -m analysis superposition --shape 0.8 --workers 1,2,4,8,16
+    burstbench superposition --shape 0.8 --workers 1,2,4,8,16
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from arrivals import ArrivalSchedule, Gamma, make_distribution, rng_for  # noqa: E402
+from burstbench.arrivals import ArrivalSchedule, Gamma, make_distribution, rng_for  # noqa: E402
 
 from .figures import save_figure  # noqa: E402
 

@@ -1,10 +1,10 @@
 """Capacity sweeps: per-step table, capacity at the SLO, latency against offered load with Kingman.
 
-A sweep folder (written by ``python -m locustfiles.sweep``) holds ``sweep.json`` (the plan and
+A sweep folder (written by ``burstbench sweep``) holds ``sweep.json`` (the plan and
 one record per step: batching, process, offered rate, run folder) and one ordinary run folder
 per step. Everything here is computed from those files:
 
-    python -m analysis.sweep results/<UTC>-sweep [--slo-p99-ms 500]
+    burstbench sweep-report results/<UTC>-sweep [--slo-p99-ms 500]
 
 Which p99 decides the SLO: the schedule-corrected one (from the *scheduled* send time), with
 failed requests counted as over the bound. It is what an open-loop client waits; service latency
@@ -156,7 +156,7 @@ def past_saturation(row: dict, plan: dict) -> bool:
 def load_sweep(sweep_dir: str | Path) -> dict:
     path = Path(sweep_dir) / SWEEP_FILE
     if not path.is_file():
-        raise RunError(f"{path}: missing (is {sweep_dir} a sweep folder from python -m locustfiles.sweep?)")
+        raise RunError(f"{path}: missing (is {sweep_dir} a sweep folder from burstbench sweep?)")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -334,7 +334,7 @@ def write_sweep_report(sweep_dir: str | Path, slo_p99_ms: float | None = None) -
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m analysis.sweep", description=__doc__,
+    p = argparse.ArgumentParser(prog="burstbench sweep-report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep_dir", help="a sweep folder: results/<UTC>-sweep")
     p.add_argument("--slo-p99-ms", default=None, help="re-judge with another bound (default: the sweep's)")
@@ -346,13 +346,13 @@ def main(argv=None) -> int:
             if not (0 < slo < math.inf):
                 raise ValueError
     except ValueError:
-        print(f"python -m analysis.sweep: --slo-p99-ms must be a number of ms > 0 (got {args.slo_p99_ms!r})",
+        print(f"burstbench sweep-report: --slo-p99-ms must be a number of ms > 0 (got {args.slo_p99_ms!r})",
               file=sys.stderr)
         return 2
     try:
         text, files = write_sweep_report(args.sweep_dir, slo)
     except (RunError, ValueError) as err:
-        print(f"python -m analysis.sweep: {err}", file=sys.stderr)
+        print(f"burstbench sweep-report: {err}", file=sys.stderr)
         return 2
     print(text)
     print("written: " + ", ".join(str(f) for f in files))

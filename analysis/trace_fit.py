@@ -1,6 +1,6 @@
 """A trace's own gap distribution against the best-fitting gamma: how bursty is real traffic?
 
-    python -m analysis trace-fit traces/burstgpt.csv --column Timestamp [--mean 0.5] [--out DIR]
+    burstbench trace-fit traces/burstgpt.csv --column Timestamp [--mean 0.5] [--out DIR]
 
 Writes trace-fit.md / .csv (moments of the gaps, the fitted gamma's shape and mean, KS and
 Wasserstein distances of the gaps to it) and trace-fit.png (histogram and KDE of the gaps over
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from arrivals.trace import DEFAULT_COLUMN, Trace
+from burstbench.arrivals.traces import DEFAULT_COLUMN, Trace
 
 from .fidelity import gap_figure
 

@@ -33,19 +33,19 @@ import gevent
 import gevent.event
 import numpy as np
 
-from arrivals import ArrivalSchedule, SlotDispenser, make_distribution, scenario, think_time
-from arrivals.dispatch import MODES as DISPATCH_MODES, Dispatcher, check_mode
-from arrivals.schedule import check_requests, check_seed
-from arrivals.trace import Trace
-from locustfiles.endpoint import redact_argv
-from locustfiles.flags import number
-from locustfiles.progress import progress_line
-from locustfiles.distributed import Coordinator, WorkerSide
-from locustfiles import stamps
-from locustfiles.self_monitor import GENERATOR_FILE, GeneratorMonitor, generator_verdict, write_csv
-from locustfiles.recording import FLUSH_EVERY_S, RowBuffer, RowRecorder, make_run_dir
-from locustfiles.run_info import git_commit, machine, package_versions
-from locustfiles.texts import DEFAULT_COLUMN, PAPER_SUBSET, TextSubset, load_texts
+from burstbench.arrivals import ArrivalSchedule, SlotDispenser, make_distribution, scenario, think_time
+from burstbench.arrivals.dispatch import MODES as DISPATCH_MODES, Dispatcher, check_mode
+from burstbench.arrivals.schedule import check_requests, check_seed
+from burstbench.arrivals.traces import Trace
+from burstbench.locustfiles.endpoint import redact_argv
+from burstbench.locustfiles.flags import number
+from burstbench.locustfiles.progress import progress_line
+from burstbench.locustfiles.distributed import Coordinator, WorkerSide
+from burstbench.locustfiles import stamps
+from burstbench.locustfiles.self_monitor import GENERATOR_FILE, GeneratorMonitor, generator_verdict, write_csv
+from burstbench.locustfiles.recording import FLUSH_EVERY_S, RowBuffer, RowRecorder, make_run_dir
+from burstbench.locustfiles.run_info import git_commit, machine, package_versions
+from burstbench.locustfiles.texts import DEFAULT_COLUMN, PAPER_SUBSET, TextSubset, load_texts
 
 PACINGS = ("arrival", "think")
 REACHABLE_TIMEOUT_S = 3.0

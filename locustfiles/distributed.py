@@ -32,7 +32,7 @@ from gevent.event import Event
 from locust.exception import StopUser
 from locust.runners import STATE_MISSING
 
-from arrivals import SlotDispenser
+from burstbench.arrivals import SlotDispenser
 
 PARTITION = "burstbench_partition"
 STOP = "burstbench_stop"

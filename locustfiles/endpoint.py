@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Mapping
 from urllib.parse import quote
 
-from locustfiles.outcomes import check_response
+from burstbench.locustfiles.outcomes import check_response
 
 METHODS = ("POST", "PUT", "PATCH")
 PRESETS = ("plain", "kserve-v2", "openai-completions", "openai-chat")

@@ -12,7 +12,7 @@ Two user classes, chosen by Locust's user-class argument (``FixedBodyUser`` when
   each response), so it needs ``--pacing think``; run.json says ``"wait_time": "constant_throughput"``.
 
 Every request is recorded by the same machinery as the other locustfiles (``core.py``), so
-``sent = ok + failed`` holds and ``python -m analysis`` reads the run folder.
+``sent = ok + failed`` holds and ``burstbench`` reads the run folder.
 """
 import locust  # noqa: F401  (first: gevent's monkey-patching must precede other imports)
 from locust import constant_throughput, events
@@ -21,10 +21,9 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # plain `locust -f` from a checkout
 
-from locustfiles.core import PacedFastUser, install  # noqa: E402
-from locustfiles.outcomes import check_response, transport_error  # noqa: E402
+from burstbench.locustfiles.core import PacedFastUser, install  # noqa: E402
+from burstbench.locustfiles.outcomes import check_response, transport_error  # noqa: E402
 
 ROUTE = "/"
 EXPECTED_STATUS = 200

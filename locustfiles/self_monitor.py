@@ -48,7 +48,7 @@ import gevent
 import numpy as np
 import psutil
 
-from analysis.generator_health import GENERATOR_COLUMNS, GENERATOR_FILE, generator_verdict, write_csv
+from burstbench.analysis.generator_health import GENERATOR_COLUMNS, GENERATOR_FILE, generator_verdict, write_csv
 
 __all__ = ["GeneratorMonitor", "GENERATOR_COLUMNS", "GENERATOR_FILE", "generator_verdict", "write_csv"]
 

@@ -13,10 +13,9 @@ import locust  # noqa: F401  (first: gevent's monkey-patching must precede other
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # plain `locust -f` from a checkout
 
-from locustfiles.core import PacedFastUser, install  # noqa: E402
-from locustfiles.outcomes import classify, transport_error  # noqa: E402
+from burstbench.locustfiles.core import PacedFastUser, install  # noqa: E402
+from burstbench.locustfiles.outcomes import classify, transport_error  # noqa: E402
 
 ROUTE = "/analyze-sentiment"
 

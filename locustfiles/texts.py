@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from arrivals.schedule import rng_for
+from burstbench.arrivals.schedule import rng_for
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BUNDLED = REPO_ROOT / "service" / "data" / "sentiment_texts.csv"
+BUNDLED = Path(__file__).resolve().parent.parent / "service" / "data" / "sentiment_texts.csv"
+BUNDLED_NAME = "service/data/sentiment_texts.csv"  # as recorded in run.json, installed or checked out
 HUB_DATASET = "Sp1786/multiclass-sentiment-analysis-dataset"
 PAPER_SUBSET = 1000
 DEFAULT_COLUMN = "text"
@@ -51,7 +51,7 @@ def load_texts(dataset: str, seed: int, subset: int = PAPER_SUBSET, column: str 
     if subset < 1:
         raise ValueError(f"--subset must be an integer >= 1 (got {subset})")
     if dataset == "bundled":
-        (pool, skipped), source = _read_csv(BUNDLED, DEFAULT_COLUMN), f"bundled:{BUNDLED.relative_to(REPO_ROOT)}"
+        (pool, skipped), source = _read_csv(BUNDLED, DEFAULT_COLUMN), f"bundled:{BUNDLED_NAME}"
     elif dataset == "hub" or dataset.startswith("hub:"):
         name, split = _hub_name(dataset)
         (pool, skipped), source = _read_hub(dataset, name, split, column), f"hub:{name}:{split}"

@@ -1,1 +1,1 @@
-"""Disruptions under load: plans, local and kubectl disruptions, the harness (``python -m resilience``)."""
+"""Disruptions under load: plans, local and kubectl disruptions, the harness (``burstbench resilience``)."""

@@ -1,10 +1,10 @@
-"""``python -m resilience``: disrupt the service on a plan while arrival-paced load runs, and report.
+"""``burstbench resilience``: disrupt the service on a plan while arrival-paced load runs, and report.
 
-    python -m resilience plans                                   # the shipped plans
-    python -m resilience plan k3s-paper                          # what a plan would do; runs nothing
-    python -m resilience run --plan local-default                # serve locally, load, disrupt, report
-    python -m resilience run --plan k3s-paper --target k8s [--host URL] [--dry-run]
-    python -m resilience report results/<run>                    # the table and figure again
+    burstbench resilience plans                                   # the shipped plans
+    burstbench resilience plan k3s-paper                          # what a plan would do; runs nothing
+    burstbench resilience run --plan local-default                # serve locally, load, disrupt, report
+    burstbench resilience run --plan k3s-paper --target k8s [--host URL] [--dry-run]
+    burstbench resilience report results/<run>                    # the table and figure again
 """
 from __future__ import annotations
 
@@ -12,12 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))  # `python -m resilience` from a checkout, as `python -m locustfiles`
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m resilience", description=__doc__,
+    parser = argparse.ArgumentParser(prog="burstbench resilience", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("plans", help="list the shipped plans")
@@ -29,7 +27,7 @@ def main(argv=None) -> int:
     r.add_argument("--model", type=Path, default=None, help="model folder (local; default: build the untrained default)")
     r.add_argument("--port", default=None, help="local port (default: a free one)")
     r.add_argument("--host", default=None, help="k8s: the service's URL (default: the plan's kubernetes.url)")
-    r.add_argument("--results-dir", type=Path, default=REPO_ROOT / "results")
+    r.add_argument("--results-dir", type=Path, default=Path("results"))
     r.add_argument("--ready-timeout", type=float, default=300.0, help="seconds to wait for the local /readyz")
     r.add_argument("--dry-run", action="store_true", help="validate and print the plan and its commands; run nothing")
     rep = sub.add_parser("report", help="write the resilience table and timeline of a run again")
@@ -60,10 +58,10 @@ def main(argv=None) -> int:
                           ready_timeout_s=args.ready_timeout).run()
         return _report(run_dir)
     except ValueError as err:  # PlanError and analysis' RunError: one line naming the file and field
-        print(f"python -m resilience: {err}", file=sys.stderr)
+        print(f"burstbench resilience: {err}", file=sys.stderr)
         return 2
     except RuntimeError as err:
-        print(f"python -m resilience: {err}", file=sys.stderr)
+        print(f"burstbench resilience: {err}", file=sys.stderr)
         return 3
 
 
@@ -86,7 +84,7 @@ def _check_run_args(args, plan) -> None:
         raise ValueError("--host applies to k8s plans; a local plan starts its own server on loopback")
     if args.model is not None and not (args.model / "config.json").is_file():
         raise ValueError(f"--model {args.model}: no model there (no config.json); build one with "
-                         "python -m service build-model --out DIR")
+                         "burstbench build-model --out DIR")
     if not args.ready_timeout > 0:
         raise ValueError(f"--ready-timeout must be a number of seconds > 0 (got {args.ready_timeout!r})")
 
@@ -111,7 +109,7 @@ def _dry_run(plan, args) -> int:
 
 
 def _report(run_dir) -> int:
-    from analysis.resilience import write_report
+    from burstbench.analysis.resilience import write_report
 
     files = write_report(run_dir)
     print(files["text"])

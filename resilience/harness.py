@@ -1,6 +1,6 @@
 """One resilience run: serve (local) or reach (k8s) the service, load it for the whole plan, disrupt it on time.
 
-The load is the bundled locustfile, arrival-paced, as ``python -m locustfiles scenario`` runs
+The load is the bundled locustfile, arrival-paced, as ``burstbench run`` runs
 it; its requests are the record of what users lost. Disruption times count from the moment
 Locust's run folder appears (its start; the exact offsets from the schedule's start are
 recomputed afterwards from run.json). After Locust has finished, the disruptions go into
@@ -19,14 +19,17 @@ import time
 import urllib.request
 from pathlib import Path
 
-from arrivals import ArrivalSchedule
+from burstbench.arrivals import ArrivalSchedule
 
 from . import disruptions as act
 from .plan import Plan, PlanError
-from .server import REPO_ROOT, LocalServer, free_port, temp_dir, wait_until
+from .server import LocalServer, free_port, temp_dir, wait_until
 
-LOCUSTFILE = REPO_ROOT / "locustfiles" / "sentiment.py"
-DEFAULT_MODEL = REPO_ROOT / "build" / "models" / "untrained-roberta-base"
+from burstbench.paths import package_folder  # noqa: E402
+
+LOCUSTFILES_DIR = package_folder("locustfiles")
+LOCUSTFILE = LOCUSTFILES_DIR / "sentiment.py"
+DEFAULT_MODEL = Path("build") / "models" / "untrained-roberta-base"
 RUN_FOLDER_TIMEOUT_S = 120
 PROGRESS_EVERY_S = 10
 
@@ -114,8 +117,8 @@ class Harness:
         model = self.model
         if model is None:
             say(f"building (or reusing) the default model in {DEFAULT_MODEL}")
-            subprocess.run([sys.executable, "-m", "service", "build-model", "--out", str(DEFAULT_MODEL),
-                            "--variants", "onnx-fp32"], cwd=REPO_ROOT, check=True)
+            subprocess.run([sys.executable, "-m", "burstbench.service", "build-model", "--out", str(DEFAULT_MODEL),
+                            "--variants", "onnx-fp32"], check=True)
             model = DEFAULT_MODEL
         port = self.port or free_port()
         self.server = LocalServer(model, port, self.plan.supervisor, temp_dir("burstbench-resilience-"))
@@ -143,7 +146,7 @@ class Harness:
         before = set(self.results_dir.iterdir())
         cmd = locust_command(plan, self.host, self.results_dir, requests)
         say(f"load: {requests} requests over about {plan.load.duration_s:g} s -> {self.results_dir}")
-        locust = subprocess.Popen(cmd, cwd=REPO_ROOT)
+        locust = subprocess.Popen(cmd)
         records: list[dict] = []
         watchers: list[tuple[dict, threading.Thread]] = []
         try:

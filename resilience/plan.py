@@ -31,7 +31,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from arrivals import make_distribution
+from burstbench.arrivals import make_distribution
 
 PLANS_DIR = Path(__file__).resolve().parent / "plans"
 TARGETS = ("local", "k8s")

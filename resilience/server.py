@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+WORKDIR = Path.cwd()  # supervisord runs the server where burstbench was started
 WORKER_MARK = "_bentoml_impl.worker"
 PROGRAM = "burstbench"
 
@@ -59,7 +59,7 @@ def kill_tree(pid: int) -> list[int]:
 
 
 class LocalServer:
-    """``python -m service serve`` on loopback, directly (no supervisor) or as supervisord's program.
+    """``burstbench serve`` on loopback, directly (no supervisor) or as supervisord's program.
 
     ``server_pid()`` is the pid of the running server's root (the arbiter); ``stop()`` ends
     everything this object started, also workers left orphaned by a disruption.
@@ -70,7 +70,7 @@ class LocalServer:
         self.url = f"http://127.0.0.1:{port}"
         self.supervisor = supervisor
         self.log_dir = Path(log_dir)
-        self.serve_cmd = [sys.executable, "-m", "service", "serve", "--port", str(port), "--model",
+        self.serve_cmd = [sys.executable, "-m", "burstbench.service", "serve", "--port", str(port), "--model",
                           str(Path(model).resolve()), *extra_args]
         self.env = {**os.environ, **(env or {})}
         self.service_log = self.log_dir / "service.log"
@@ -90,7 +90,7 @@ class LocalServer:
             cmd = self.serve_cmd
             self._log_file = self.service_log.open("w")
         # A session of its own: Ctrl-C in the terminal reaches the harness, which stops this itself.
-        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=self.env, stdout=self._log_file,
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self._log_file,
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
     def _write_supervisord_conf(self) -> Path:
@@ -107,7 +107,7 @@ loglevel=info
 
 [program:{PROGRAM}]
 command={command}
-directory={REPO_ROOT}
+directory={WORKDIR}
 autostart=true
 autorestart=true
 startsecs=1
@@ -183,7 +183,7 @@ stdout_logfile_maxbytes=0
 
     def wait_ready(self, timeout_s: float) -> float:
         """Seconds until /readyz answers 200; RuntimeError naming the log when it does not."""
-        from locustfiles.__main__ import wait_ready
+        from burstbench.experiments.scenario import wait_ready
 
         try:
             return wait_ready(self.url, self.proc, timeout_s)

@@ -1,8 +1,8 @@
-"""``python -m service``: build the default model, prepare a checkpoint, or serve.
+"""``burstbench``: build the default model, prepare a checkpoint, or serve.
 
-    python -m service build-model [--size base|tiny] [--out DIR]      # and export every variant
-    python -m service build-model --from CHECKPOINT_DIR_OR_HUB_ID --out DIR
-    python -m service serve [--port 3000] [--model DIR] [--variant onnx-fp32] [--batching on|off]
+    burstbench build-model [--size base|tiny] [--out DIR]      # and export every variant
+    burstbench build-model --from CHECKPOINT_DIR_OR_HUB_ID --out DIR
+    burstbench serve [--port 3000] [--model DIR] [--variant onnx-fp32] [--batching on|off]
 """
 from __future__ import annotations
 
@@ -15,16 +15,16 @@ from pathlib import Path
 from .inference import resolve_device
 from .models import VARIANTS, ExportError, export_variants, find_variant
 from .settings import ServiceSettings
-from .model_builder import DEFAULT_MODEL_DIR, DEFAULT_SEED, REPO_ROOT, SHAPES, build_default_model, prepare_checkpoint
+from .model_builder import DEFAULT_MODEL_DIR, DEFAULT_SEED, SHAPES, build_default_model, prepare_checkpoint
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__,
+    parser = argparse.ArgumentParser(prog="burstbench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("build-model", help="build the untrained default model, or prepare a checkpoint")
-    b.add_argument("--out", type=Path, default=None, help=f"model folder (default {DEFAULT_MODEL_DIR.relative_to(REPO_ROOT)})")
+    b.add_argument("--out", type=Path, default=None, help=f"model folder (default {DEFAULT_MODEL_DIR})")
     b.add_argument("--size", choices=sorted(SHAPES), default="base", help="default model shape (default base)")
     b.add_argument("--from", dest="source", default=None, help="a Hugging Face checkpoint folder or hub id instead")
     b.add_argument("--seed", type=int, default=DEFAULT_SEED)
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
             export_variants(model_dir, variants=[v.strip() for v in args.variants.split(",") if v.strip()],
                             max_length=args.max_length)
         except (ValueError, ExportError) as err:
-            print(f"python -m service build-model: {err}", file=sys.stderr)
+            print(f"burstbench build-model: {err}", file=sys.stderr)
             return 2
         return 0
 
@@ -71,23 +71,22 @@ def main(argv=None) -> int:
     try:
         settings = ServiceSettings.from_env(env)  # fail here with one line, not in a respawning worker
     except ValueError as err:
-        print(f"python -m service serve: {err}", file=sys.stderr)
+        print(f"burstbench serve: {err}", file=sys.stderr)
         return 2
     model_dir = settings.model_dir
     if not (model_dir / "config.json").exists():
-        print(f"python -m service serve: no model in {model_dir}; run 'python -m service build-model' first",
+        print(f"burstbench serve: no model in {model_dir}; run 'burstbench build-model' first",
               file=sys.stderr)
         return 2
     try:  # say why a variant cannot run here before BentoML starts (it respawns failing workers forever)
         find_variant(model_dir, settings.variant, settings.variants_dir)
         resolve_device(settings.device)
     except (FileNotFoundError, RuntimeError, ValueError) as err:
-        print(f"python -m service serve: {err}", file=sys.stderr)
+        print(f"burstbench serve: {err}", file=sys.stderr)
         return 2
     env.setdefault("BENTOML_DO_NOT_TRACK", "True")
-    cmd = [sys.executable, "-m", "bentoml", "serve", "service.service:Sentiment",
-           "--host", args.host, "--port", str(args.port), "--working-dir", str(REPO_ROOT)]
-    os.chdir(REPO_ROOT)
+    cmd = [sys.executable, "-m", "bentoml", "serve", "burstbench.service.service:Sentiment",
+           "--host", args.host, "--port", str(args.port), "--working-dir", os.getcwd()]
     os.execvpe(cmd[0], cmd, env)
 
 

@@ -1,6 +1,6 @@
 """The model benchmark (the paper's Tables 1-2): every variant, in one run, interleaved.
 
-    python -m service.bench [--model DIR] [--variants ...] [--batch-sizes 1,2,4,8,16,32]
+    burstbench bench-model [--model DIR] [--variants ...] [--batch-sizes 1,2,4,8,16,32]
 
 Per variant and batch size: per-sample latency (ms) and throughput (samples/s) as medians over
 timed repetitions after warm-up, with the interquartile range; model size on disk; and quality
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .inference import default_threads, load_classifier
-from .model_builder import DEFAULT_MODEL_DIR, REPO_ROOT
+from .model_builder import DEFAULT_MODEL_DIR
 from .models import DEFAULT_VARIANTS_DIR, MANIFEST, VARIANTS, variants_dir
 from .texts import LABELS, load_bundled
 
@@ -160,7 +160,7 @@ def fastest(table: pd.DataFrame, batch: int) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m service.bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="burstbench bench-model", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     p.add_argument("--variants", default=",".join(VARIANTS))
@@ -184,15 +184,15 @@ def main(argv=None) -> int:
             raise ValueError("--repeats must be >= 3 and --warmup >= 0")
         if not (variants_dir(args.model) / MANIFEST).is_file():
             raise ValueError(f"--model {args.model}: variants not exported; run "
-                             f"'python -m service.models export --model {args.model}'")
+                             f"'burstbench export --model {args.model}'")
     except ValueError as err:
-        print(f"python -m service.bench: {err}", file=sys.stderr)
+        print(f"burstbench bench-model: {err}", file=sys.stderr)
         return 2
     from .inference import resolve_device
 
     device = resolve_device(args.device)
     threads = args.threads or default_threads()
-    out = args.out or REPO_ROOT / "results" / f"bench-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
+    out = args.out or Path("results") / f"bench-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
     out.mkdir(parents=True, exist_ok=True)
     caption = machine_label(device, threads)
     print(f"[bench] {args.model.name}: {', '.join(variants)}; batch sizes {batch_sizes}; {args.repeats} timed "

@@ -1,7 +1,7 @@
 """Generated malformed traffic against the service's own OpenAPI schema (schemathesis), counting status codes.
 
-    python -m service.fuzz --cases 500 --url http://127.0.0.1:3000     # a running service
-    python -m service.fuzz --cases 500                                 # starts the tiny model's own server
+    burstbench fuzz --cases 500 --url http://127.0.0.1:3000     # a running service
+    burstbench fuzz --cases 500                                 # starts the tiny model's own server
 
 Schemathesis draws request bodies from the schema BentoML serves at /docs.json: valid ones
 ("positive") and ones that break it ("negative": wrong types, missing fields, non-JSON bytes...).
@@ -23,10 +23,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .model_builder import REPO_ROOT
 
 ROUTE = "/analyze-sentiment"
-TINY_MODEL = REPO_ROOT / "build" / "models" / "untrained-roberta-tiny"
+TINY_MODEL = Path("build") / "models" / "untrained-roberta-tiny"
 READY_DEADLINE_S = 180
 # Shares of the cases per (path, mode); the rest is split over the schema's other operations.
 PLAN = {(ROUTE, "negative"): 0.5, (ROUTE, "positive"): 0.3}
@@ -150,8 +149,8 @@ class OwnServer:
             port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         self.log = log_path.open("w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "service", "serve", "--port", str(port), "--model", str(model)],
-                                     cwd=REPO_ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen([sys.executable, "-m", "burstbench.service", "serve", "--port", str(port), "--model", str(model)],
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + READY_DEADLINE_S
         while not ready(self.url, 2):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -171,10 +170,10 @@ class OwnServer:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m service.fuzz", description=__doc__,
+    parser = argparse.ArgumentParser(prog="burstbench fuzz", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default=None, help="a running service (default: start the tiny model's own)")
-    parser.add_argument("--model", type=Path, default=None, help=f"model folder of the own server (default {TINY_MODEL.relative_to(REPO_ROOT)}, built when missing)")
+    parser.add_argument("--model", type=Path, default=None, help=f"model folder of the own server (default {TINY_MODEL}, built when missing)")
     parser.add_argument("--cases", type=int, default=500, help="generated requests, in [1, 1000000] (default 500)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated cases, >= 0 (default 0)")
     args = parser.parse_args(argv)
@@ -195,13 +194,13 @@ def main(argv=None) -> int:
 
             model = build_default_model(TINY_MODEL, size="tiny")
             export_variants(model, variants=["onnx-fp32"])
-        log_path = REPO_ROOT / "build" / "fuzz-service.log"
+        log_path = Path("build") / "fuzz-service.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         print(f"fuzz: starting the service with {model} (log: {log_path})")
         server = OwnServer(model, log_path)
         url = server.url
     elif not ready(url):
-        print(f"python -m service.fuzz: --url {url} is not ready (GET /readyz did not answer 200)", file=sys.stderr)
+        print(f"burstbench fuzz: --url {url} is not ready (GET /readyz did not answer 200)", file=sys.stderr)
         return 2
     try:
         started = time.perf_counter()

@@ -143,7 +143,7 @@ def load_classifier(model_dir: Path, variant: str, max_length: int, device: str 
     """The variant's classifier; raises with the reason (and the fix) when it cannot run here."""
     if not (Path(model_dir) / "config.json").exists():
         raise FileNotFoundError(
-            f"no model in {model_dir}: build the default one with 'python -m service build-model' "
+            f"no model in {model_dir}: build the default one with 'burstbench build-model' "
             "or point BURSTBENCH_MODEL at a Hugging Face checkpoint directory"
         )
     artefact = find_variant(model_dir, variant, variants_root)

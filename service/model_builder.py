@@ -15,8 +15,8 @@ from pathlib import Path
 
 from .texts import LABELS, load_bundled
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL_DIR = REPO_ROOT / "build" / "models" / "untrained-roberta-base"
+# Relative to the working directory: a checkout's build/, or wherever an installed package is run from.
+DEFAULT_MODEL_DIR = Path("build") / "models" / "untrained-roberta-base"
 METADATA_FILE = "burstbench-model.json"
 # Weights drawn with initializer_range 0.1 (the default 0.02 makes an untrained model answer one
 # class for every input; 0.2 and more made the 12-layer ONNX export drift from torch by > 1e-3).

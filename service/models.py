@@ -1,6 +1,6 @@
 """Every serving variant of a sequence-classification checkpoint, exported once and verified.
 
-    python -m service.models export --model <checkpoint dir or hub id> [--out DIR] [--variants ...]
+    burstbench export --model <checkpoint dir or hub id> [--out DIR] [--variants ...]
 
 Variants (the paper's Tables 1-2):
 
@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .model_builder import REPO_ROOT
+from .model_builder import DEFAULT_MODEL_DIR
 from .texts import load_bundled
 
 VARIANTS = ("torch-fp32", "torch-fp16", "onnx-fp32", "onnx-opt", "onnx-fp16")
-DEFAULT_VARIANTS_DIR = REPO_ROOT / "build" / "variants"
+DEFAULT_VARIANTS_DIR = Path("build") / "variants"
 MANIFEST = "manifest.json"
 ONNX_FILE = "model.onnx"
 CHECK_TEXTS = 64
@@ -78,7 +78,7 @@ def find_variant(model_dir: Path, variant: str, root: Path = DEFAULT_VARIANTS_DI
     manifest = folder / MANIFEST
     if not manifest.is_file() or variant not in json.loads(manifest.read_text()).get("variants", {}):
         raise FileNotFoundError(f"variant {variant} of {model_dir} is not exported: run "
-                                f"'python -m service.models export --model {model_dir}'")
+                                f"'burstbench export --model {model_dir}'")
     return folder / variant
 
 
@@ -245,11 +245,11 @@ def optimise_onnx(path: Path, config):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m service.models", description=__doc__,
+    parser = argparse.ArgumentParser(prog="burstbench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     e = sub.add_parser("export", help="export and verify every variant (cached by the checkpoint's content)")
-    e.add_argument("--model", default=str(REPO_ROOT / "build" / "models" / "untrained-roberta-base"),
+    e.add_argument("--model", default=str(DEFAULT_MODEL_DIR),
                    help="checkpoint folder or hub id (default: the built default model)")
     e.add_argument("--out", type=Path, default=DEFAULT_VARIANTS_DIR, help="cache folder of the variants")
     e.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
@@ -260,7 +260,7 @@ def main(argv=None) -> int:
         manifest = export_variants(args.model, args.out, [v.strip() for v in args.variants.split(",") if v.strip()],
                                    args.max_length, args.force)
     except (ValueError, ExportError) as err:
-        print(f"python -m service.models: {err}", file=sys.stderr)
+        print(f"burstbench export: {err}", file=sys.stderr)
         return 2
     print(f"variants: {variants_dir(Path(manifest['source']), args.out) / MANIFEST}")
     return 0

@@ -8,7 +8,7 @@ into an object. (A front service calling a batchable model service through
 ``bentoml.depends`` lost about one response in a thousand under bursts in BentoML 1.4.40:
 the model answered, the front waited for its 60 s timeout.)
 
-Run: ``python -m service serve`` or ``make serve``. Settings come from BURSTBENCH_*
+Run: ``burstbench serve`` or ``make serve``. Settings come from BURSTBENCH_*
 environment variables (service/settings.py).
 """
 from __future__ import annotations

@@ -26,8 +26,8 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
     """The 2-layer, hidden-128 RoBERTa and all its variants: built once, reused when identical."""
-    from service.model_builder import build_default_model
-    from service.models import export_variants
+    from burstbench.service.model_builder import build_default_model
+    from burstbench.service.models import export_variants
 
     model_dir = build_default_model(TINY_MODEL, size="tiny")
     export_variants(model_dir)
@@ -41,7 +41,7 @@ class Server:
         env = {**os.environ, **{f"BURSTBENCH_{k.upper()}": str(v) for k, v in settings.items()}}
         self.log = log_path.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--port", str(self.port), "--model", str(model)],
+            [sys.executable, "-m", "burstbench.service", "serve", "--port", str(self.port), "--model", str(model)],
             cwd=REPO_ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         self.log_path = log_path

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.latency import run_facts, summarise
-from analysis.runs import RunError, load_run
+from burstbench.analysis.latency import run_facts, summarise
+from burstbench.analysis.runs import RunError, load_run
 from conftest import REPO_ROOT
-from locustfiles.recording import ROW_COLUMNS
+from burstbench.locustfiles.recording import ROW_COLUMNS
 
 
 def write_run(path, latencies_ms, ok=None, lateness_ms=0.0):
@@ -69,7 +69,7 @@ def test_no_successful_request_says_so(tmp_path):
 
 def test_summary_cli_prints_table_and_writes_csv_and_png(tmp_path):
     run_dir = write_run(tmp_path / "r", list(np.linspace(10, 30, 50)))
-    out = subprocess.run([sys.executable, "-m", "analysis", "summary", str(run_dir)], cwd=REPO_ROOT,
+    out = subprocess.run([sys.executable, "-m", "burstbench.analysis", "summary", str(run_dir)], cwd=REPO_ROOT,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "p50" in out.stdout and "schedule-corrected" in out.stdout
@@ -98,7 +98,7 @@ def test_bad_folders_get_one_clear_line(tmp_path, damage, fragment):
         pd.read_csv(run_dir / "requests.csv").drop(columns=["latency_ms"]).to_csv(run_dir / "requests.csv")
     with pytest.raises(RunError, match=fragment):
         load_run(run_dir)
-    out = subprocess.run([sys.executable, "-m", "analysis", "summary", str(run_dir)], cwd=REPO_ROOT,
+    out = subprocess.run([sys.executable, "-m", "burstbench.analysis", "summary", str(run_dir)], cwd=REPO_ROOT,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert fragment in out.stderr and "Traceback" not in out.stderr
@@ -124,6 +124,6 @@ def test_unknown_column_is_named(tmp_path):
 
 
 def test_rows_schema_matches_what_the_locustfiles_write():
-    from analysis.runs import KNOWN_COLUMNS
+    from burstbench.analysis.runs import KNOWN_COLUMNS
 
     assert tuple(ROW_COLUMNS) == KNOWN_COLUMNS

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from arrivals import (
+from burstbench.arrivals import (
     SCENARIOS,
     ArrivalSchedule,
     Exponential,
@@ -610,7 +610,7 @@ def test_import_arrivals_does_not_import_locust_or_gevent():
 
 def test_a_slot_given_back_unsent_is_claimed_again_first_with_its_due_time():
     """A user stopped while holding a slot (Locust moving users between workers) loses no slot."""
-    from arrivals import Exponential
+    from burstbench.arrivals import Exponential
 
     schedule = ArrivalSchedule.draw(Exponential(mean=1.0), 6, 0)
     dispenser = SlotDispenser(schedule, worker_index=1, worker_count=2, clock=lambda: 100.0)

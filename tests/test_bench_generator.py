@@ -24,7 +24,7 @@ STEP = {"rate": 200, "requests": 200, "users": 16}
 
 
 def bench(*flags: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "locustfiles.bench_generator", *flags], cwd=REPO_ROOT,
+    return subprocess.run([sys.executable, "-m", "burstbench.experiments.bench_generator", *flags], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -160,7 +160,7 @@ def test_constant_throughput_user_needs_think_pacing(tmp_path):
 
 def test_the_docs_commands_are_valid(tmp_path):
     """Every bench-generator command in docs/generator.md parses into a plan (running them takes minutes)."""
-    from locustfiles.bench_generator import Plan, parse_args
+    from burstbench.experiments.bench_generator import Plan, parse_args
 
     if NGINX is None:
         pytest.skip("nginx is not installed: `make nginx`")
@@ -173,7 +173,7 @@ def test_the_docs_commands_are_valid(tmp_path):
                                  text=True, timeout=60)
             assert dry.returncode == 0, dry.stderr
             joined = dry.stdout.replace("\\\n", " ")
-            command = next(line for line in joined.splitlines() if "locustfiles.bench_generator" in line)
-        args = command.split("locustfiles.bench_generator", 1)[1].split()
+            command = next(line for line in joined.splitlines() if "burstbench bench-generator" in line)
+        args = command.split("burstbench bench-generator", 1)[1].split()
         plan = Plan.from_args(parse_args([*args, "--results-dir", str(tmp_path)]))
         assert plan.cases and plan.dispatchers, command

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.compare import (baseline_deltas, compare_figure, comparison_table, describe_differences,
+from burstbench.analysis.compare import (baseline_deltas, compare_figure, comparison_table, describe_differences,
                               format_comparison, paper_layout)
-from analysis.runs import KNOWN_COLUMNS, load_run
+from burstbench.analysis.runs import KNOWN_COLUMNS, load_run
 
 PROCESSES = {
     "steady": {"process": "exponential", "shape": 1.0, "mean_s": 2.0, "cv": 1.0,

@@ -275,7 +275,7 @@ def test_overlays_set_replicas_and_gpus():
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_env_settings_are_ones_the_service_accepts(overlay):
-    from service.settings import ServiceSettings
+    from burstbench.service.settings import ServiceSettings
 
     container = one(rendered(overlay), "Deployment", "sentiment")["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e.get("value", "1") for e in container["env"]}  # valueFrom: a whole-core count

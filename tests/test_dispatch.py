@@ -12,15 +12,14 @@ import sys
 
 import pytest
 
-from arrivals.dispatch import MODES, check_mode, timerfd_unavailable
+from burstbench.arrivals.dispatch import MODES, check_mode, timerfd_unavailable
 from conftest import REPO_ROOT
 
 SCRIPT = r"""
 import json, sys, time
-sys.path.insert(0, sys.argv[1])
 import gevent, numpy as np
-from arrivals import ArrivalSchedule, Exponential, SlotDispenser
-from arrivals.dispatch import Dispatcher
+from burstbench.arrivals import ArrivalSchedule, Exponential, SlotDispenser
+from burstbench.arrivals.dispatch import Dispatcher
 
 mode = sys.argv[2]
 d = Dispatcher(mode)

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.fidelity import (GapFit, declared_distribution, fidelity_table, fit_gaps, gap_figure, lateness_table,
+from burstbench.analysis.fidelity import (GapFit, declared_distribution, fidelity_table, fit_gaps, gap_figure, lateness_table,
                                scheduled_gaps_s, sent_gaps_s, verdict)
-from analysis.runs import KNOWN_COLUMNS, RunError, load_run
-from arrivals import Exponential, Gamma
+from burstbench.analysis.runs import KNOWN_COLUMNS, RunError, load_run
+from burstbench.arrivals import Exponential, Gamma
 
 START_EPOCH = 1_800_000_000.0
 TRUE = Gamma(shape=0.8, mean=0.05)

@@ -22,9 +22,8 @@ STARVED = f"""
 import locust
 from locust import events
 import sys, time
-sys.path.insert(0, {str(REPO_ROOT)!r})
 import gevent
-from locustfiles.fixed_body import FixedBodyUser, ConstantThroughputUser  # noqa: F401 (Locust collects them)
+from burstbench.locustfiles.fixed_body import FixedBodyUser, ConstantThroughputUser  # noqa: F401 (Locust collects them)
 
 @events.test_start.add_listener
 def _burn(**_kwargs):
@@ -40,7 +39,7 @@ def _burn(**_kwargs):
 
 @pytest.fixture(scope="module")
 def nginx_url():
-    from locustfiles.bench_generator import FixedBodyServer, find_nginx
+    from burstbench.experiments.bench_generator import FixedBodyServer, find_nginx
 
     try:
         server = FixedBodyServer(find_nginx(None)).start()

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from conftest import Server
-from service.fuzz import fuzz
+from burstbench.service.fuzz import fuzz
 
 pytestmark = pytest.mark.server
 ROUTE = "/analyze-sentiment"

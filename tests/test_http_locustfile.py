@@ -1,4 +1,4 @@
-"""locustfiles/http.py: burstbench's traffic against services other than the bundled one.
+"""locustfiles/http_endpoint.py: burstbench's traffic against services other than the bundled one.
 
 Unit tests of the endpoint configuration (templates, presets, headers, response check, datasets),
 then real Locust against real servers on loopback: MLServer (a third-party KServe v2 server) and a
@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arrivals import ArrivalSchedule, scenario
+from burstbench.arrivals import ArrivalSchedule, scenario
 from conftest import REPO_ROOT, only_run_dir
-from locustfiles.endpoint import EndpointSpec, PayloadTemplate, redact_argv
-from locustfiles.outcomes import check_response
-from locustfiles.texts import load_texts
+from burstbench.locustfiles.endpoint import EndpointSpec, PayloadTemplate, redact_argv
+from burstbench.locustfiles.outcomes import check_response
+from burstbench.locustfiles.texts import load_texts
 from servers.fixtures import EXPECTED_TOKEN, fastapi_server, mlserver, run_http_locust  # noqa: F401 (fixtures)
 from servers.processes import free_port
 
@@ -260,7 +260,7 @@ def check_run_folder(run_dir: Path, n: int, ok: int | None = None) -> tuple[pd.D
 
 
 def analysis(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "analysis", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "burstbench.analysis", *args], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=180)
 
 
@@ -420,15 +420,21 @@ def test_kserve_v2_preset_against_mlserver(mlserver, tmp_path):
     assert (tmp_path / "cmp" / "compare.md").is_file()
 
 
-def test_loading_http_py_leaves_the_standard_library_http_alone():
-    """Locust registers a locustfile under its file name: locustfiles/http.py would shadow `http` without care."""
+def test_no_shipped_module_is_named_after_a_standard_library_module():
+    """Locust registers a locustfile under its file name: one called http.py would shadow the standard library."""
+    shipped = {p.stem for folder in ("arrivals", "locustfiles", "service", "analysis", "resilience", "experiments", "burstbench")
+               for p in (REPO_ROOT / folder).rglob("*.py")}
+    assert not shipped & set(sys.stdlib_module_names)
+
+
+def test_loading_the_http_locustfile_leaves_the_standard_library_http_alone():
     code = ("import locust, sys\n"
             "from locust.util.load_locustfile import load_locustfile\n"
             "users, _ = load_locustfile(sys.argv[1])\n"
             "import http, http.cookies\n"
             "from http import HTTPStatus\n"
             "print(sorted(users), http.__file__ != sys.argv[1], int(HTTPStatus.OK))\n")
-    out = subprocess.run([sys.executable, "-c", code, str(REPO_ROOT / "locustfiles" / "http.py")], cwd=REPO_ROOT,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code, str(REPO_ROOT / "locustfiles" / "http_endpoint.py")],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["['ServiceUser']", "True", "200"]

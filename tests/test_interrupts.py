@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from analysis.runs import load_run
+from burstbench.analysis.runs import load_run
 from conftest import REPO_ROOT, Server, only_run_dir
-from resilience.server import kill_tree
+from burstbench.resilience.server import kill_tree
 
 pytestmark = [pytest.mark.load, pytest.mark.server]
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from arrivals import ArrivalSchedule, Gamma
+from burstbench.arrivals import ArrivalSchedule, Gamma
 from conftest import REPO_ROOT, SMOKE, only_run_dir, run_locust
 
 pytestmark = pytest.mark.load

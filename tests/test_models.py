@@ -11,9 +11,9 @@ import pytest
 import requests
 
 from conftest import REPO_ROOT, Server
-from service import models
-from service.inference import load_classifier
-from service.models import MANIFEST, VARIANTS, ExportError, export_variants, find_variant, variants_dir
+from burstbench.service import models
+from burstbench.service.inference import load_classifier
+from burstbench.service.models import MANIFEST, VARIANTS, ExportError, export_variants, find_variant, variants_dir
 
 
 def test_every_variant_is_exported_and_verified(tiny_model):
@@ -69,13 +69,13 @@ def test_export_fails_loudly_past_the_tolerance(tiny_model, tmp_path, monkeypatc
 def test_unknown_variant_and_missing_export_are_named(tiny_model, tmp_path):
     with pytest.raises(ValueError, match="variant must be one of torch-fp32, torch-fp16, onnx-fp32, onnx-opt, onnx-fp16"):
         find_variant(tiny_model, "onnx-int8")
-    with pytest.raises(FileNotFoundError, match="is not exported: run 'python -m service.models export"):
+    with pytest.raises(FileNotFoundError, match="is not exported: run 'burstbench export"):
         find_variant(tiny_model, "onnx-fp16", root=tmp_path)
 
 
 def serve_cli(*args):
     # Refused before BentoML starts: the port is never bound.
-    return subprocess.run([sys.executable, "-m", "service", "serve", "--port", "3999", *args], cwd=REPO_ROOT,
+    return subprocess.run([sys.executable, "-m", "burstbench.service", "serve", "--port", "3999", *args], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -106,7 +106,7 @@ def test_service_serves_a_non_default_variant(tiny_model, tmp_path):
 
 
 def test_benchmark_runs_end_to_end(tiny_model, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "service.bench", "--model", str(tiny_model), "--batch-sizes", "1,4",
+    out = subprocess.run([sys.executable, "-m", "burstbench.service.bench", "--model", str(tiny_model), "--batch-sizes", "1,4",
                           "--repeats", "3", "--warmup", "1", "--quality-texts", "60", "--out", str(tmp_path)],
                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -125,6 +125,6 @@ def test_benchmark_runs_end_to_end(tiny_model, tmp_path):
 
 
 def test_benchmark_bad_arguments_name_the_flag(tiny_model):
-    out = subprocess.run([sys.executable, "-m", "service.bench", "--model", str(tiny_model), "--variants", "onnx-int8"],
+    out = subprocess.run([sys.executable, "-m", "burstbench.service.bench", "--model", str(tiny_model), "--variants", "onnx-int8"],
                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "--variants: unknown ['onnx-int8']" in out.stderr

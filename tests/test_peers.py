@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from locustfiles import peers
+from burstbench.experiments import peers
 
 
 def test_aiperf_command_line_per_arrival(tmp_path):

@@ -19,7 +19,7 @@ SECTIONS = ("## Verdict", "## Run", "## Load generator", "## Latency (Tables 3-4
 def reported(smoke_run):
     result, run_dir = smoke_run
     assert run_dir is not None, result.stderr[-3000:]
-    out = subprocess.run([sys.executable, "-m", "analysis", "report", str(run_dir)], cwd=REPO_ROOT,
+    out = subprocess.run([sys.executable, "-m", "burstbench.analysis", "report", str(run_dir)], cwd=REPO_ROOT,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return run_dir, out

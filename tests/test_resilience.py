@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.resilience import recovery_offset_s, resilience_table, write_report
-from analysis.runs import load_run
+from burstbench.analysis.resilience import recovery_offset_s, resilience_table, write_report
+from burstbench.analysis.runs import load_run
 from conftest import REPO_ROOT, only_run_dir
-from resilience.plan import PlanError, load_plan, parse_plan
+from burstbench.resilience.plan import PlanError, load_plan, parse_plan
 
 PLAN_HEAD = {"name": "t", "target": "local", "load": {"mean_s": 0.1, "duration_s": 30, "request_timeout_s": 3}}
 
@@ -31,7 +31,7 @@ def plan_dict(*disruptions, **overrides) -> dict:
 
 
 def resilience_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "resilience", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "burstbench.resilience", *args], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -85,7 +85,7 @@ def test_bad_plan_file_is_one_line_without_traceback(tmp_path):
     result = resilience_cli("run", "--plan", str(plan), "--results-dir", str(tmp_path / "results"))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"python -m resilience: {plan}: disruption[0].at_s must be a number of seconds in (0, 20) "
+        f"burstbench resilience: {plan}: disruption[0].at_s must be a number of seconds in (0, 20) "
         "(inside load.duration_s) (got 25)"]
     assert not (tmp_path / "results").exists()
     unknown = resilience_cli("plan", "no-such-plan")
@@ -228,7 +228,7 @@ def run_plan(tmp_path, tiny_model, name, supervisor, duration, disruptions: str)
     plan.write_text(LOCAL_PLAN.format(name=name, supervisor=supervisor, duration=duration) + disruptions)
     results = tmp_path / "results"
     result = subprocess.run(
-        [sys.executable, "-m", "resilience", "run", "--plan", str(plan), "--model", str(tiny_model),
+        [sys.executable, "-m", "burstbench.resilience", "run", "--plan", str(plan), "--model", str(tiny_model),
          "--results-dir", str(results)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=duration + 240,
         env={**__import__("os").environ, "BURSTBENCH_MAX_LENGTH": "32"})

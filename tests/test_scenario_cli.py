@@ -1,4 +1,4 @@
-"""`python -m locustfiles scenario` (what `make scenario-*` runs): serve, load, stop, summarise."""
+"""`burstbench run` (what `make scenario-*` runs): serve, load, stop, summarise."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ from conftest import REPO_ROOT, free_port, only_run_dir
 
 
 def scenario_cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "locustfiles", "scenario", *args], cwd=REPO_ROOT,
+    return subprocess.run([sys.executable, "-m", "burstbench.cli", "run", *args], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 

@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.generator_health import (GENERATOR_COLUMNS, GENERATOR_FILE, PREFIX, busy_waits, generator_verdict,
+from burstbench.analysis.generator_health import (GENERATOR_COLUMNS, GENERATOR_FILE, PREFIX, busy_waits, generator_verdict,
                                        write_csv)
-from analysis.report import report
-from analysis.runs import KNOWN_COLUMNS, RunError, load_run
-from analysis.summary import summary
-from analysis.timeline import timeline_figure
-from arrivals import Gamma
+from burstbench.analysis.report import report
+from burstbench.analysis.runs import KNOWN_COLUMNS, RunError, load_run
+from burstbench.analysis.summary import summary
+from burstbench.analysis.timeline import timeline_figure
+from burstbench.arrivals import Gamma
 from conftest import REPO_ROOT
 
 EVERY_S = 0.5
@@ -127,7 +127,7 @@ def test_a_spinning_dispatcher_is_not_called_cpu_bound():
 MONITOR_SCRIPT = r"""
 import json, sys, time
 import gevent, psutil
-from locustfiles.self_monitor import GeneratorMonitor
+from burstbench.locustfiles.self_monitor import GeneratorMonitor
 
 proc = psutil.Process()
 
@@ -321,7 +321,7 @@ def test_summary_prints_the_generator_verdict_first(tmp_path):
     first = text.splitlines()[0]
     assert first.startswith(PREFIX) and "load process 0 used 97 % of a core" in first
     assert text.splitlines()[1].startswith("run r:")  # then the usual header and table
-    out = subprocess.run([sys.executable, "-m", "analysis", "summary", str(run_dir)], cwd=REPO_ROOT,
+    out = subprocess.run([sys.executable, "-m", "burstbench.analysis", "summary", str(run_dir)], cwd=REPO_ROOT,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0] == first

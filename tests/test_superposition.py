@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.superposition import drift_table, main, partitioned_offsets
-from arrivals import ArrivalSchedule, Gamma
+from burstbench.analysis.superposition import drift_table, main, partitioned_offsets
+from burstbench.arrivals import ArrivalSchedule, Gamma
 
 EXTREME = Gamma(shape=0.8, mean=2.0)
 

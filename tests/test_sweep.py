@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.sweep import (arrival_ca2, capacity_pivot, kingman_latency_ms, max_in_flight, service_time_stats, slo_capacity,
+from burstbench.analysis.sweep import (arrival_ca2, capacity_pivot, kingman_latency_ms, max_in_flight, service_time_stats, slo_capacity,
                             slo_percentile_ms)
 from conftest import REPO_ROOT, free_port
-from locustfiles.sweep import rate_grid, step_requests, step_users
-from arrivals import ArrivalSchedule, scenario
+from burstbench.experiments.sweep import rate_grid, step_requests, step_users
+from burstbench.arrivals import ArrivalSchedule, scenario
 
 
 # -- Kingman -----------------------------------------------------------------------------
@@ -132,7 +132,7 @@ def test_users_and_grid():
 
 # -- the command ---------------------------------------------------------------------------
 def sweep_cli(*args, timeout=60, env=None):
-    return subprocess.run([sys.executable, "-m", "locustfiles.sweep", *args], cwd=REPO_ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "burstbench.experiments.sweep", *args], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=timeout, env=env)
 
 
@@ -198,7 +198,7 @@ def test_short_real_sweep_writes_steps_capacity_and_figure(tiny_model, tmp_path)
 @pytest.mark.load
 def test_ctrl_c_stops_the_sweep_keeping_every_request_of_the_step(tiny_model, tmp_path):
     env = {**os.environ, "BURSTBENCH_MAX_LENGTH": "32"}
-    cmd = [sys.executable, "-m", "locustfiles.sweep", "--model", str(tiny_model), "--batching", "on",
+    cmd = [sys.executable, "-m", "burstbench.experiments.sweep", "--model", str(tiny_model), "--batching", "on",
            "--processes", "steady", "--rates", "5", "--probe-rate", "20", "--probe-requests", "20",
            "--min-requests", "300", "--port", str(free_port()), "--results-dir", str(tmp_path)]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

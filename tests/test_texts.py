@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from locustfiles.texts import BUNDLED, load_texts
+from burstbench.locustfiles.texts import BUNDLED, load_texts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.runs import KNOWN_COLUMNS, RunError, load_run
-from analysis.timeline import default_window_s, events, timeline, timeline_figure
-from arrivals import Gamma
+from burstbench.analysis.runs import KNOWN_COLUMNS, RunError, load_run
+from burstbench.analysis.timeline import default_window_s, events, timeline, timeline_figure
+from burstbench.arrivals import Gamma
 
 START_EPOCH = 1_800_000_000.0
 

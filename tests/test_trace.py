@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.fidelity import verdict
-from analysis.runs import load_run
-from analysis.summary import summary
-from analysis.trace_fit import write_trace_fit
-from arrivals import Gamma, rng_for
-from arrivals.trace import Trace
+from burstbench.analysis.fidelity import verdict
+from burstbench.analysis.runs import load_run
+from burstbench.analysis.summary import summary
+from burstbench.analysis.trace_fit import write_trace_fit
+from burstbench.arrivals import Gamma, rng_for
+from burstbench.arrivals.traces import Trace
 from conftest import only_run_dir, run_locust
 
 

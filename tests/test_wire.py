@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.wire import COLUMNS, join_rows, read_capture, schedule_metrics, wire_gap_metrics
-from arrivals import Exponential, Gamma
-from locustfiles.wire_capture import WireCapture
+from burstbench.analysis.wire import COLUMNS, join_rows, read_capture, schedule_metrics, wire_gap_metrics
+from burstbench.arrivals import Exponential, Gamma
+from burstbench.experiments.wire_capture import WireCapture
 
 REQUIRE_WIRE = bool(os.environ.get("BURSTBENCH_REQUIRE_WIRE"))
 
@@ -23,7 +23,7 @@ REQUIRE_WIRE = bool(os.environ.get("BURSTBENCH_REQUIRE_WIRE"))
 # -- (a) a real capture ------------------------------------------------------------------------
 @pytest.mark.load
 def test_real_capture_sees_every_request_at_the_clients_time(tmp_path):
-    from locustfiles.bench_generator import FixedBodyServer, find_nginx
+    from burstbench.experiments.bench_generator import FixedBodyServer, find_nginx
 
     reason = WireCapture.available()
     try:

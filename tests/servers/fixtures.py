@@ -1,4 +1,4 @@
-"""pytest fixtures for the servers here, and a runner for ``locust -f locustfiles/http.py``.
+"""pytest fixtures for the servers here, and a runner for ``locust -f locustfiles/http_endpoint.py``.
 
 Import the fixtures into a test module (``from servers.fixtures import fastapi_server``).
 """
@@ -18,7 +18,7 @@ from servers.processes import ServerProcess, free_port
 
 TESTS = Path(__file__).resolve().parent.parent
 REPO_ROOT = TESTS.parent
-HTTP_LOCUSTFILE = REPO_ROOT / "locustfiles" / "http.py"
+HTTP_LOCUSTFILE = REPO_ROOT / "locustfiles" / "http_endpoint.py"
 
 
 class FastAPIServer:
@@ -62,7 +62,7 @@ EXPECTED_TOKEN = "bb-secret-7f3c9a1e5d"
 
 def run_http_locust(host: str, results_dir: Path, *flags: str, env: dict | None = None,
                     timeout: float = 120) -> subprocess.CompletedProcess:
-    """``locust -f locustfiles/http.py --headless``, as a user would run it."""
+    """``locust -f locustfiles/http_endpoint.py --headless``, as a user would run it."""
     cmd = [sys.executable, "-m", "locust", "-f", str(HTTP_LOCUSTFILE), "--headless", "--only-summary",
            "--host", host, "--results-dir", str(results_dir), *flags]
     return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,

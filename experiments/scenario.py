@@ -1,11 +1,11 @@
-"""``python -m locustfiles scenario NAME``: one whole run on the bundled service.
+"""``burstbench run NAME``: one whole run on the bundled service.
 
 Builds the default model when missing, starts the service on loopback, waits until it
 is ready, runs the scenario with Locust (headless), stops the service, and prints the
 exact p50/p95/p99 table. Ctrl-C stops the load early; what was measured is kept and
 summarised.
 
-    python -m locustfiles scenario steady --requests 1000 --seed 0 --pacing arrival --users 10
+    burstbench run steady --requests 1000 --seed 0 --pacing arrival --users 10
 """
 from __future__ import annotations
 
@@ -22,21 +22,21 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
 
-from arrivals import SCENARIOS, scenario  # noqa: E402
-from arrivals.schedule import check_requests, check_seed  # noqa: E402
+from burstbench.arrivals import SCENARIOS, scenario  # noqa: E402
+from burstbench.arrivals.schedule import check_requests, check_seed  # noqa: E402
 
-LOCUSTFILE = REPO_ROOT / "locustfiles" / "sentiment.py"
-DEFAULT_MODEL = REPO_ROOT / "build" / "models" / "untrained-roberta-base"
+from burstbench.paths import package_folder  # noqa: E402
+
+LOCUSTFILES_DIR = package_folder("locustfiles")
+LOCUSTFILE = LOCUSTFILES_DIR / "sentiment.py"
+DEFAULT_MODEL = Path("build") / "models" / "untrained-roberta-base"
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m locustfiles", description=__doc__,
+    p = argparse.ArgumentParser(prog="burstbench run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("scenario", help="serve, load, stop, summarise")
+    s = p
     s.add_argument("scenario", help=f"one of {', '.join(SCENARIOS)}, or trace (with --trace FILE)")
     s.add_argument("--requests", default=None, help="default 1000, or every timestamp of --trace")
     s.add_argument("--seed", default="0")
@@ -47,7 +47,7 @@ def parse_args(argv):
     s.add_argument("--model", type=Path, default=None, help="model folder (default: build the untrained default)")
     s.add_argument("--variant", default=None, help="served model variant (onnx-fp32, torch-fp32)")
     s.add_argument("--batching", default=None, help="on or off")
-    s.add_argument("--results-dir", type=Path, default=REPO_ROOT / "results")
+    s.add_argument("--results-dir", type=Path, default=Path("results"))
     s.add_argument("--ready-timeout", type=float, default=300.0, help="seconds to wait for /readyz")
     s.add_argument("--progress-every", default="10")
     s.add_argument("--workers", default=None,
@@ -142,11 +142,11 @@ def run_scenario(args) -> int:
     py = sys.executable
     model = args.model
     if model is None:
-        subprocess.run([py, "-m", "service", "build-model", "--out", str(DEFAULT_MODEL),
-                        "--variants", args.variant or "onnx-fp32"], cwd=REPO_ROOT, check=True)
+        subprocess.run([py, "-m", "burstbench.service", "build-model", "--out", str(DEFAULT_MODEL),
+                        "--variants", args.variant or "onnx-fp32"], check=True)
         model = DEFAULT_MODEL
     url = f"http://127.0.0.1:{int(args.port)}"
-    serve_cmd = [py, "-m", "service", "serve", "--port", str(int(args.port)), "--model", str(model)]
+    serve_cmd = [py, "-m", "burstbench.service", "serve", "--port", str(int(args.port)), "--model", str(model)]
     if args.variant:
         serve_cmd += ["--variant", args.variant]
     if args.batching:
@@ -154,7 +154,7 @@ def run_scenario(args) -> int:
     log = tempfile.NamedTemporaryFile("w+", prefix="burstbench-service-", suffix=".log", delete=False)
     print(f"[burstbench] starting the service on {url} (log: {log.name})", file=sys.stderr, flush=True)
     # Own session: Ctrl-C reaches Locust, not the service, which we stop ourselves afterwards.
-    server = subprocess.Popen(serve_cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = subprocess.Popen(serve_cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     interrupted = False
 
     def on_sigint(*_):
@@ -180,7 +180,7 @@ def run_scenario(args) -> int:
             locust_cmd += ["--processes", str(int(args.workers))]
         if args.trace is not None:
             locust_cmd += ["--trace", str(Path(args.trace).resolve()), "--trace-column", args.trace_column]
-        locust = subprocess.run(locust_cmd, cwd=REPO_ROOT)
+        locust = subprocess.run(locust_cmd)
         created = sorted(set(args.results_dir.glob("*")) - before)
         run_dir = created[-1] if created else None
         rc = locust.returncode
@@ -200,7 +200,7 @@ def run_scenario(args) -> int:
     if run_dir is None:
         print("[burstbench] Locust created no run folder", file=sys.stderr)
         return rc or 4
-    subprocess.run([py, "-m", "analysis", "summary", str(run_dir)], cwd=REPO_ROOT)
+    subprocess.run([py, "-m", "burstbench.analysis", "summary", str(run_dir)])
     return rc
 
 
@@ -209,7 +209,7 @@ def main(argv=None) -> int:
     try:
         validate(args)
     except ValueError as err:
-        print(f"python -m locustfiles: {err}", file=sys.stderr)
+        print(f"burstbench run: {err}", file=sys.stderr)
         return 2
     return run_scenario(args)
 

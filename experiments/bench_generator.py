@@ -1,4 +1,4 @@
-"""``python -m locustfiles.bench_generator``: how precisely does each tool send an arrival process, seen from the wire?
+"""``burstbench bench-generator``: how precisely does each tool send an arrival process, seen from the wire?
 
 Against nginx answering a fixed body on loopback (never the bottleneck), each *case* (an arrival
 process at a rate, in one or more load processes) is sent by every tool in turn, one real run per
@@ -9,9 +9,9 @@ read by ``analysis.wire``) is the judge: the rate that reached the wire, the KS 
 the wire gaps against the declared process, and for burstbench, whose requests carry their index,
 wire minus scheduled send and the client's own overhead in the rows' latency.
 
-    python -m locustfiles.bench_generator                      # the precise-pacing targets
-    python -m locustfiles.bench_generator --cases gamma:0.5@20x1200,exponential@1000x5000/2
-    python -m locustfiles.bench_generator --rates 500,1000 --arrivals exponential --processes 1,2
+    burstbench bench-generator                      # the precise-pacing targets
+    burstbench bench-generator --cases gamma:0.5@20x1200,exponential@1000x5000/2
+    burstbench bench-generator --rates 500,1000 --arrivals exponential --processes 1,2
 
 Writes ``results/<UTC>-bench-generator/``: steps.csv and steps.md (the table and the targets), PNG
 figures, bench.json (parameters, machine, nginx), every step's own run folder under runs/, and
@@ -34,20 +34,21 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
 
 import pandas as pd  # noqa: E402
 
-from analysis import generator, wire  # noqa: E402
-from analysis.runs import RunError, load_run  # noqa: E402
-from arrivals import make_distribution  # noqa: E402
-from locustfiles import peers  # noqa: E402
-from locustfiles.recording import make_run_dir  # noqa: E402
-from locustfiles.wire_capture import WireCapture  # noqa: E402
-from locustfiles.run_info import git_commit, machine, package_versions  # noqa: E402
+from burstbench.analysis import generator, wire  # noqa: E402
+from burstbench.analysis.runs import RunError, load_run  # noqa: E402
+from burstbench.arrivals import make_distribution  # noqa: E402
+from burstbench.experiments import peers  # noqa: E402
+from burstbench.locustfiles.recording import make_run_dir  # noqa: E402
+from burstbench.experiments.wire_capture import WireCapture  # noqa: E402
+from burstbench.locustfiles.run_info import git_commit, machine, package_versions  # noqa: E402
 
-LOCUSTFILE = REPO_ROOT / "locustfiles" / "fixed_body.py"
+from burstbench.paths import package_folder  # noqa: E402
+
+LOCUSTFILES_DIR = package_folder("locustfiles")
+LOCUSTFILE = LOCUSTFILES_DIR / "fixed_body.py"
 NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx")
 NGINX_READY_S = 10.0
 STEP_OVERHEAD_S = 6.0       # Locust start (imports) and stop per step, for the runtime estimate
@@ -133,7 +134,7 @@ def _case(part: str) -> Case:
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m locustfiles.bench_generator", description=__doc__,
+    p = argparse.ArgumentParser(prog="burstbench bench-generator", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", default=None,
                    help="arrival@rate[xrequests][/processes], comma-separated (default: the precise-pacing targets, "
@@ -156,7 +157,7 @@ def parse_args(argv):
     p.add_argument("--wire", default="auto", help="auto, on or off: capture every step on loopback (tcpdump) and "
                                                   "judge it from the wire (auto: when tcpdump can capture)")
     p.add_argument("--keep-pcap", action="store_true", help="keep each step's packet capture (default: deleted once read)")
-    p.add_argument("--results-dir", type=Path, default=REPO_ROOT / "results")
+    p.add_argument("--results-dir", type=Path, default=Path("results"))
     p.add_argument("--nginx", default=None, help="nginx binary (default: nginx on PATH, then /usr/sbin/nginx)")
     return p.parse_args(argv)
 
@@ -377,7 +378,7 @@ def run_step(plan: Plan, url: str, runs_dir: Path, logs_dir: Path, name: str, *,
         cmd[cmd.index("--headless"):cmd.index("--headless")] = ["--processes", str(processes)]
     log_path = logs_dir / f"{name}.log"
     with log_path.open("w") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             proc.wait(timeout=limit_s + 60)
         except KeyboardInterrupt:  # Locust is in its own session: pass Ctrl-C on, so it keeps its rows
@@ -550,7 +551,7 @@ def main(argv=None) -> int:
     try:
         plan = Plan.from_args(args)
     except ValueError as err:
-        print(f"python -m locustfiles.bench_generator: {err}", file=sys.stderr)
+        print(f"burstbench bench-generator: {err}", file=sys.stderr)
         return 2
     return run_bench(plan)
 

@@ -1,43 +1,21 @@
 """Locustfile for any HTTP inference service: burstbench's traffic and records against your endpoint.
 
-    locust -f locustfiles/http.py --headless --host http://127.0.0.1:8000 \\
+    locust -f locustfiles/http_endpoint.py --headless --host http://127.0.0.1:8000 \\
         --path /v1/classify --payload '{"inputs": "{text}"}' --dataset my_texts.csv --text-column body \\
         --scenario extreme --requests 500
 
-    locust -f locustfiles/http.py --headless --host http://127.0.0.1:8080 \\
+    locust -f locustfiles/http_endpoint.py --headless --host http://127.0.0.1:8080 \\
         --preset kserve-v2 --model-name my-model --scenario steady --requests 200
 
 The endpoint, payload, headers and response check are flags (``endpoint.py``); arrivals,
 pacing, rows, run.json and Locust's outputs are the same as for the bundled service
-(``core.py``), so ``python -m analysis report|compare`` read the run folder unchanged.
+(``core.py``), so ``burstbench report|compare`` read the run folder unchanged.
 """
-import sys
+import locust  # noqa: F401  (before the rest: gevent's monkey-patching must come first)
 
-if __name__ == "http":
-    # `locust -f locustfiles/http.py` registers this file as sys.modules["http"], shadowing the
-    # standard library's http package for every later `import http...`. Put the real one back
-    # (http.client, imported by requests long before, holds it).
-    _client = sys.modules.get("http.client")
-    if _client is not None and getattr(_client, "http", None) is not None:
-        sys.modules["http"] = _client.http
-    else:  # pragma: no cover - Locust imports requests, hence http.client, before any locustfile
-        import importlib.util
-        import sysconfig
-
-        _init = f"{sysconfig.get_paths()['stdlib']}/http/__init__.py"
-        _spec = importlib.util.spec_from_file_location("http", _init, submodule_search_locations=[_init[:-12]])
-        sys.modules["http"] = importlib.util.module_from_spec(_spec)
-        _spec.loader.exec_module(sys.modules["http"])
-
-import locust  # noqa: E402,F401  (before the rest: gevent's monkey-patching must come first)
-
-from pathlib import Path  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # plain `locust -f` from a checkout
-
-from locustfiles.core import PacedFastUser, install  # noqa: E402
-from locustfiles.endpoint import EndpointSpec, add_endpoint_arguments  # noqa: E402
-from locustfiles.outcomes import transport_error  # noqa: E402
+from burstbench.locustfiles.core import PacedFastUser, install
+from burstbench.locustfiles.endpoint import EndpointSpec, add_endpoint_arguments
+from burstbench.locustfiles.outcomes import transport_error
 
 METADATA_TIMEOUT_S = 5
 

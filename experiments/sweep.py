@@ -1,4 +1,4 @@
-"""``python -m locustfiles.sweep``: step the offered load up past saturation, per arrival process.
+"""``burstbench sweep``: step the offered load up past saturation, per arrival process.
 
 For each batching setting (on, off) the bundled service is started once. A light-load step
 (Poisson at ``--probe-rate``; by default 20 % of the capacity that unrecorded sequential warm-up
@@ -6,10 +6,10 @@ requests suggest) measures the service time's mean and variance (Kingman's E[S] 
 so the capacity estimate 1/E[S]; the rate grid is fractions of it (or ``--rates``). Then, for each arrival process, open-loop steps (``--pacing arrival``, mean gap
 1/rate) run one Locust run each, from light load up until the process is past saturation.
 Each step is an ordinary run folder under ``results/<UTC>-sweep/``; ``sweep.json`` records the
-plan and every step, and ``python -m analysis.sweep`` turns it into tables and the figure.
+plan and every step, and ``burstbench sweep-report`` turns it into tables and the figure.
 
-    python -m locustfiles.sweep [--variant onnx-fp32] [--batching on,off] [--slo-p99-ms 500]
-    python -m locustfiles.sweep --rates 2,4,8,12 --processes extreme --batching off
+    burstbench sweep [--variant onnx-fp32] [--batching on,off] [--slo-p99-ms 500]
+    burstbench sweep --rates 2,4,8,12 --processes extreme --batching off
 
 Step length (MLPerf server style, minimum count and duration): each step sends at least
 ``--min-requests`` requests and its drawn schedule lasts at least ``--min-duration`` seconds
@@ -38,16 +38,14 @@ import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
 
-from arrivals import SCENARIOS, ArrivalSchedule, scenario  # noqa: E402
-from arrivals.trace import Trace  # noqa: E402
-from locustfiles.__main__ import DEFAULT_MODEL, LOCUSTFILE, stop, wait_ready  # noqa: E402
-from locustfiles.flags import number  # noqa: E402
-from locustfiles.progress import format_duration  # noqa: E402
-from locustfiles.recording import make_run_dir  # noqa: E402
-from locustfiles.run_info import git_commit, machine  # noqa: E402
+from burstbench.arrivals import SCENARIOS, ArrivalSchedule, scenario  # noqa: E402
+from burstbench.arrivals.traces import Trace  # noqa: E402
+from burstbench.experiments.scenario import DEFAULT_MODEL, LOCUSTFILE, stop, wait_ready  # noqa: E402
+from burstbench.locustfiles.flags import number  # noqa: E402
+from burstbench.locustfiles.progress import format_duration  # noqa: E402
+from burstbench.locustfiles.recording import make_run_dir  # noqa: E402
+from burstbench.locustfiles.run_info import git_commit, machine  # noqa: E402
 
 STEP_OVERHEAD_S = 6.0  # Locust start-up and text loading per step, measured about 4-8 s here
 MAX_FIND_N_TRIES = 12
@@ -55,7 +53,7 @@ RUNNING: dict = {"locust": None}  # the step's Locust process, for the signal ha
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m locustfiles.sweep", description=__doc__,
+    p = argparse.ArgumentParser(prog="burstbench sweep", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", default="onnx-fp32", help="served model variant (default onnx-fp32)")
     p.add_argument("--batching", default="on,off", help="on, off or on,off (default on,off)")
@@ -83,7 +81,7 @@ def parse_args(argv):
     p.add_argument("--seed", default="0", help="step k uses seed + k")
     p.add_argument("--port", default="3000")
     p.add_argument("--model", type=Path, default=None, help="model folder (default: build the untrained default)")
-    p.add_argument("--results-dir", type=Path, default=REPO_ROOT / "results")
+    p.add_argument("--results-dir", type=Path, default=Path("results"))
     p.add_argument("--ready-timeout", default="300", help="seconds to wait for /readyz")
     return p.parse_args(argv)
 
@@ -247,7 +245,7 @@ def run_step(sweep: Sweep, url: str, batching: str, process: dict, kind: str, st
     deadline_s = expected_s + plan["request_timeout_s"] + 120
     with tempfile.NamedTemporaryFile("w+", prefix="burstbench-locust-", suffix=".log", delete=False) as out:
         # Own session: Ctrl-C reaches the sweep only, which forwards exactly one SIGINT per press.
-        locust = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        locust = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         RUNNING["locust"] = locust
         try:
             record["locust_rc"] = locust.wait(timeout=deadline_s)
@@ -327,16 +325,16 @@ def settle(url: str, service: dict | None, limit_s: float = 60.0) -> None:
 
 def sweep_batching(sweep: Sweep, batching: str, model: Path, plan: dict, interrupted) -> int:
     """Serve with this batching setting, probe, step every process; 0, or 3 when the service failed."""
-    from analysis.runs import load_run
-    from analysis.sweep import past_saturation, service_time_stats, step_metrics
+    from burstbench.analysis.runs import load_run
+    from burstbench.analysis.sweep import past_saturation, service_time_stats, step_metrics
 
     url = f"http://127.0.0.1:{plan['port']}"
-    serve_cmd = [sys.executable, "-m", "service", "serve", "--port", str(plan["port"]), "--model", str(model),
+    serve_cmd = [sys.executable, "-m", "burstbench.service", "serve", "--port", str(plan["port"]), "--model", str(model),
                  "--variant", plan["variant"], "--batching", batching]
     log_path = sweep.dir / f"service-batching-{batching}.log"
     log(f"batching {batching}: starting the service on {url} (log: {log_path})")
     with log_path.open("w") as service_log:
-        server = subprocess.Popen(serve_cmd, cwd=REPO_ROOT, stdout=service_log, stderr=subprocess.STDOUT,
+        server = subprocess.Popen(serve_cmd, stdout=service_log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
         try:
             try:
@@ -398,12 +396,12 @@ def main(argv=None) -> int:
     try:
         plan = make_plan(args)
     except ValueError as err:
-        print(f"python -m locustfiles.sweep: {err}", file=sys.stderr)
+        print(f"burstbench sweep: {err}", file=sys.stderr)
         return 2
     model = args.model
     if model is None:
-        subprocess.run([sys.executable, "-m", "service", "build-model", "--out", str(DEFAULT_MODEL),
-                        "--variants", plan["variant"]], cwd=REPO_ROOT, check=True)
+        subprocess.run([sys.executable, "-m", "burstbench.service", "build-model", "--out", str(DEFAULT_MODEL),
+                        "--variants", plan["variant"]], check=True)
         model = DEFAULT_MODEL
     plan["model"] = str(Path(model).resolve())
     plan["model_name"] = Path(model).name
@@ -433,13 +431,13 @@ def main(argv=None) -> int:
         sweep.data["elapsed_s"] = round(time.monotonic() - started, 1)
         sweep.save()
     log(f"{sweep.data['status']} after {format_duration(sweep.data['elapsed_s'])}")
-    from analysis.runs import RunError
-    from analysis.sweep import write_sweep_report
+    from burstbench.analysis.runs import RunError
+    from burstbench.analysis.sweep import write_sweep_report
 
     try:
         text, files = write_sweep_report(sweep.dir)
     except (RunError, ValueError) as err:
-        print(f"python -m locustfiles.sweep: nothing to analyse: {err}", file=sys.stderr)
+        print(f"burstbench sweep: nothing to analyse: {err}", file=sys.stderr)
         return rc or 4
     print(text)
     print("written: " + ", ".join(str(f) for f in files))

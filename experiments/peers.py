@@ -4,7 +4,7 @@ A peer is a tool a user would pick instead of burstbench to send an open-loop ar
 Each is pinned, installed from PyPI into ``build/peers/<tool>/venv`` (never into the project's
 own environment) and run as a subprocess in its own process group against a URL:
 
-    python -m locustfiles.peers --peer aiperf --url http://127.0.0.1:8080 --rate 200 --requests 400
+    burstbench peers --peer aiperf --url http://127.0.0.1:8080 --rate 200 --requests 400
 
 The fixed-body nginx of ``locustfiles/bench_generator.py`` answers a peer when its ``server {}``
 block also holds ``NGINX_LOCATIONS`` (an OpenAI-compatible, non-streaming chat completion).
@@ -49,8 +49,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BUILD_DIR = REPO_ROOT / "build"
+BUILD_DIR = Path("build")  # the working directory's build/
 ARRIVALS = ("exponential", "gamma")        # burstbench's processes, named as in arrivals/
 PIP_TIMEOUT_S = 1800
 HEARTBEAT_S = 15.0
@@ -471,7 +470,7 @@ print(f"tokenizer: {tok.get_vocab_size()} tokens in {out}")
 
 # -- command line -----------------------------------------------------------------------
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m locustfiles.peers", description=__doc__,
+    p = argparse.ArgumentParser(prog="burstbench peers", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--peer", default="aiperf", help=f"one of {', '.join(PEERS)}")
     p.add_argument("--url", required=False, help="base URL of the server, e.g. http://127.0.0.1:8080")
@@ -491,7 +490,7 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    prog = "python -m locustfiles.peers"
+    prog = "burstbench peers"
     if a.print_nginx:
         print(NGINX_LOCATIONS, end="")
         return 0
@@ -505,8 +504,8 @@ def main(argv=None) -> int:
         timeout_s = a.timeout if a.timeout is not None else 3 * a.requests / a.rate + 60
         out_dir = a.out_dir
         if out_dir is None:
-            from locustfiles.recording import make_run_dir
-            out_dir = make_run_dir(REPO_ROOT / "results", f"peer-{peer.name}")
+            from burstbench.locustfiles.recording import make_run_dir
+            out_dir = make_run_dir(Path("results"), f"peer-{peer.name}")
         result = run_peer(a.peer, a.url, a.rate, a.requests, a.arrival, a.seed, out_dir, timeout_s,
                           build_dir=a.build_dir, concurrency=a.concurrency)
     except (ValueError, PeerInstallError) as err:
@@ -518,5 +517,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO_ROOT))
     sys.exit(main())
