@@ -43,7 +43,7 @@ from burstbench.locustfiles.progress import progress_line
 from burstbench.locustfiles.distributed import Coordinator, WorkerSide
 from burstbench.locustfiles import stamps
 from burstbench.locustfiles.self_monitor import GENERATOR_FILE, GeneratorMonitor, generator_verdict, write_csv
-from burstbench.locustfiles.recording import FLUSH_EVERY_S, RowBuffer, RowRecorder, make_run_dir
+from burstbench.locustfiles.recording import FLUSH_EVERY_S, RowBuffer, RowRecorder, check_run_dir, make_run_dir
 from burstbench.locustfiles.run_info import git_commit, machine, package_versions
 from burstbench.locustfiles.texts import DEFAULT_COLUMN, PAPER_SUBSET, TextSubset, load_texts
 
@@ -79,6 +79,9 @@ def add_run_arguments(parser, dataset_help: str) -> None:
     g.add_argument("--subset", type=str, default=str(PAPER_SUBSET), help="size of the seeded text subset")
     g.add_argument("--results-dir", default="results", help="where the run folder is created")
     g.add_argument("--run-name", default=None, help="suffix of the run folder (default: the scenario)")
+    g.add_argument("--run-dir", default=None,
+                   help="the exact run folder to write (must not exist yet, or be empty); default "
+                        "<results-dir>/<UTC time>-<run-name>. Harnesses pass it so they never guess the folder")
     g.add_argument("--request-timeout", type=str, default="30", help="seconds before a request counts as timed out")
     g.add_argument("--progress-every", type=str, default="10", help="seconds between progress lines (> 0)")
     g.add_argument("--dispatcher", default="auto",
@@ -103,6 +106,7 @@ class RunPlan:
     progress_every_s: float
     trace: Trace | None = None
     dispatcher: str = "timerfd"
+    run_dir: Path | None = None
 
     @classmethod
     def from_options(cls, o, role: str = "local") -> "RunPlan":
@@ -153,6 +157,7 @@ class RunPlan:
                                     lambda v: 0 < v < float("inf")),
             trace=trace,
             dispatcher=check_mode(o.dispatcher),
+            run_dir=None if getattr(o, "run_dir", None) is None else check_run_dir(Path(o.run_dir)),
         )
 
 
@@ -245,7 +250,7 @@ class Run:
             self.wait_time = think_time(plan.distribution, plan.seed)
         if role == "master":
             self.coordinator = Coordinator(self, environment.runner)
-        self.run_dir = make_run_dir(plan.results_dir, plan.name)
+        self.run_dir = make_run_dir(plan.results_dir, plan.name, exact=plan.run_dir)
         self.rows = RowRecorder(self.run_dir)
         self.flush_greenlet = gevent.spawn(self._flush_loop)
 

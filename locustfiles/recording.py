@@ -43,8 +43,19 @@ ROW_COLUMNS = (
 _COLUMN_SET = frozenset(ROW_COLUMNS)
 
 
-def make_run_dir(results_root: Path, name: str) -> Path:
-    """``results/<UTC timestamp>-<name>/``, never reusing an existing folder."""
+def check_run_dir(run_dir: Path) -> Path:
+    """An exact run folder given by the user or a harness: new, or an empty folder (never one holding a run)."""
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise ValueError(f"--run-dir must be a new or empty folder (got {str(run_dir)!r}, which holds files)")
+    return run_dir
+
+
+def make_run_dir(results_root: Path, name: str, exact: Path | None = None) -> Path:
+    """``exact`` when given, else ``results/<UTC timestamp>-<name>/``, never reusing an existing folder."""
+    if exact is not None:
+        check_run_dir(exact)
+        exact.mkdir(parents=True, exist_ok=True)
+        return exact
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     base = Path(results_root) / f"{stamp}-{name}"
     run_dir, n = base, 1
