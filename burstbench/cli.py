@@ -28,7 +28,7 @@ class Command:
 
 
 COMMANDS = {
-    "run": Command("burstbench.experiments.scenario", (), "one run against the bundled service (started and "
+    "run": Command("burstbench.experiments.run", (), "one run against the bundled service (started and "
                    "stopped for you) or against --host; unknown flags go to Locust",
                    "burstbench run steady --requests 200 --seed 0\n"
                    "  burstbench run --host http://127.0.0.1:8000 --preset plain --path /predict --requests 50 --rate 20\n"

@@ -1,0 +1,313 @@
+"""The load spec: every load parameter declared, typed and validated once. Imports no Locust.
+
+Read from flags (``burstbench run``, the Locust plugin), from a config file (``--config run.toml``, or a
+run's own ``run.json``, whose ``spec`` repeats that run), and from the resilience plans' ``[load]`` table.
+Values given as flags override the file's. Domain errors name the field (:class:`SpecError`); only the
+reader turns the name into the user's spelling: ``--mean`` for a flag, ``plan.toml: load.mean`` for a file.
+
+    [load]                       # burstbench run --config this.toml
+    scenario = "extreme"         # or arrival = "gamma", shape = 0.8
+    rate = 20                    # requests/s (or mean = 0.05, the mean gap in s; one of the two)
+    requests = 500
+    users = 8
+    seed = 0
+    [target]
+    host = "http://127.0.0.1:8000"
+    preset = "plain"
+    path = "/predict"
+"""
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from burstbench.arrivals.dispatch import MODES as DISPATCH_MODES
+
+SCENARIO_NAMES = ("steady", "moderate", "extreme")
+ARRIVALS = ("exponential", "gamma")
+PACINGS = ("arrival", "think")
+DEFAULT_MEAN_S = 2.0
+SECTIONS = ("load", "target")
+
+
+class SpecError(ValueError):
+    """A bad value of field(s) ``names``; ``template`` says what is wrong, with ``{name}`` where a field is named.
+
+    ``str()`` names fields as flags (``--mean``), the spelling of most callers; ``in_file`` names them
+    as keys of a file (``plan.toml: load.mean``).
+    """
+
+    def __init__(self, template: str, *names: str):
+        self.template, self.names = template, names
+        super().__init__(self.as_flags())
+
+    def as_flags(self) -> str:
+        return self.template.format(**{n: flag_of(n) for n in self.names})
+
+    def in_file(self, source: str) -> str:
+        return f"{source}: " + self.template.format(**{n: f"{section_of(n)}.{n}" for n in self.names})
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: str                 # int, float, str, choice, list
+    default: Any
+    help: str
+    accepted: str = ""        # what the error says is accepted
+    low: float | None = None  # numbers: the accepted range (low < v, or low <= v when closed)
+    high: float | None = None
+    closed_low: bool = False
+    choices: tuple = ()
+    section: str = "load"
+    locust: bool = True       # a flag of the Locust plugin too (not only of ``burstbench run``)
+
+
+def _f(name, kind, default, help_, **kw) -> Field:
+    return Field(name, kind, default, help_, **kw)
+
+
+FIELDS: tuple[Field, ...] = (
+    _f("scenario", "choice", "steady", "steady (exponential), moderate (gamma 1.2) or extreme (gamma 0.8); "
+       "default steady", choices=SCENARIO_NAMES),
+    _f("arrival", "choice", None, "exponential or gamma: overrides the scenario's process", choices=ARRIVALS),
+    _f("shape", "float", None, "gamma shape (> 0); < 1 is burstier than Poisson", accepted="a number > 0", low=0),
+    _f("mean", "float", None, "mean gap between requests in seconds (> 0); default 2. Or --rate",
+       accepted="a number > 0", low=0),
+    _f("rate", "float", None, "requests per second (> 0): the same as --mean 1/rate; one of the two",
+       accepted="a number of requests/s > 0", low=0),
+    _f("trace", "str", None, "replay the arrival times in this CSV/JSONL/Parquet file instead of a generated "
+       "process (--mean or --rate rescales it)"),
+    _f("trace_column", "str", "timestamp", "the trace's timestamp column: seconds, or date-times (default: timestamp)"),
+    _f("pacing", "choice", "arrival", "arrival (default: a schedule fixed ahead) or think (the paper's closed loop)",
+       choices=PACINGS),
+    _f("requests", "int", None, "requests to send, then stop (>= 1; default 1000, or every timestamp of --trace)",
+       accepted="an integer >= 1", low=1, closed_low=True),
+    _f("seed", "int", 0, "seed of the schedule and the texts (integer >= 0)", accepted="an integer >= 0", low=0,
+       closed_low=True),
+    _f("dataset", "str", "bundled", "bundled, hub, hub:<name>[:split], or a CSV, JSONL or Parquet file"),
+    _f("text_column", "str", "text", "the dataset's column of texts (default: text)"),
+    _f("subset", "int", 1000, "size of the seeded text subset", accepted="an integer >= 1", low=1, closed_low=True),
+    _f("results_dir", "str", "results", "where the run folder is created (default: ./results)"),
+    _f("run_name", "str", None, "suffix of the run folder (default: the scenario)"),
+    _f("request_timeout", "float", 30.0, "seconds before a request counts as timed out",
+       accepted="a number of seconds in (0, 3600]", low=0, high=3600),
+    _f("progress_every", "float", 10.0, "seconds between progress lines (> 0)", accepted="a number of seconds > 0",
+       low=0),
+    _f("dispatcher", "choice", "auto", "how arrival-paced senders wait for their slot: auto (timerfd on Linux, "
+       f"else spin), {', '.join(DISPATCH_MODES)}", choices=("auto", *DISPATCH_MODES)),
+    _f("users", "int", 10, "concurrent Locust users (>= 1)", accepted="an integer >= 1", low=1,
+       closed_low=True, locust=False),
+    _f("workers", "int", None, "load processes: a Locust master and N workers on this machine, one schedule split "
+       "across them", accepted="an integer in [1, 64]", low=1, high=64, closed_low=True, locust=False),
+    _f("host", "str", None, "the service's base URL; without it burstbench run serves the bundled model itself",
+       section="target", locust=False),
+)
+BY_NAME = {f.name: f for f in FIELDS}
+# The request template of any HTTP endpoint (locustfiles/endpoint.py validates it; kept as given here).
+REQUEST_FIELDS = ("preset", "model_name", "method", "path", "payload", "batch_size", "header", "expect_status",
+                  "expect_field", "input_name", "max_tokens")
+
+
+def flag_of(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def section_of(name: str) -> str:
+    return "target" if name in REQUEST_FIELDS else BY_NAME[name].section if name in BY_NAME else "load"
+
+
+def _convert(f: Field, raw):
+    """``raw`` (a flag's string or a file's typed value) as ``f``'s type, or SpecError naming ``f``."""
+    got = f"(got {raw!r})"
+    if f.kind == "choice":
+        if raw not in f.choices:
+            raise SpecError(f"{{{f.name}}} must be one of {', '.join(f.choices)} {got}", f.name)
+        return raw
+    if f.kind == "str":
+        if not isinstance(raw, str) or not raw:
+            raise SpecError(f"{{{f.name}}} must be a non-empty string {got}", f.name)
+        return raw
+    try:
+        if isinstance(raw, bool) or (f.kind == "int" and isinstance(raw, float)):
+            raise TypeError
+        value = int(raw) if f.kind == "int" else float(raw)
+    except (TypeError, ValueError):
+        raise SpecError(f"{{{f.name}}} must be {f.accepted} {got}", f.name) from None
+    low_ok = f.low is None or (value >= f.low if f.closed_low else value > f.low)
+    high_ok = not math.isinf(value) and (f.high is None or value <= f.high)
+    if math.isnan(value) or not low_ok or not high_ok:
+        raise SpecError(f"{{{f.name}}} must be {f.accepted} {got}", f.name)
+    return value
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """A validated load: the values a run used, written into its run.json (``spec``) to repeat it."""
+
+    scenario: str = "steady"
+    arrival: str | None = None
+    shape: float | None = None
+    mean: float | None = None
+    rate: float | None = None
+    trace: str | None = None
+    trace_column: str = "timestamp"
+    pacing: str = "arrival"
+    requests: int | None = None
+    seed: int = 0
+    dataset: str = "bundled"
+    text_column: str = "text"
+    subset: int = 1000
+    results_dir: str = "results"
+    run_name: str | None = None
+    request_timeout: float = 30.0
+    progress_every: float = 10.0
+    dispatcher: str = "auto"
+    users: int = 10
+    workers: int | None = None
+    host: str | None = None
+    request: dict = field(default_factory=dict)  # the endpoint's request template, as given
+
+    @property
+    def mean_s(self) -> float | None:
+        """The mean gap asked for (from --mean or --rate), or None for the scenario's own."""
+        return self.mean if self.rate is None else 1.0 / self.rate
+
+    @classmethod
+    def from_values(cls, values: dict) -> "LoadSpec":
+        """Convert and check every field of ``values`` (flat: field name -> raw value), then the combinations."""
+        unknown = sorted(set(values) - set(BY_NAME) - set(REQUEST_FIELDS))
+        if unknown:
+            raise SpecError(f"{{{unknown[0]}}} is not a load parameter (known: {', '.join(BY_NAME)}, "
+                            f"{', '.join(REQUEST_FIELDS)})", unknown[0])
+        typed = {n: (None if raw is None else _convert(BY_NAME[n], raw)) for n, raw in values.items() if n in BY_NAME}
+        request = {n: values[n] for n in REQUEST_FIELDS if values.get(n) not in (None, [])}
+        spec = cls(**{**{f.name: f.default for f in FIELDS}, **{k: v for k, v in typed.items() if v is not None}},
+                   request=request)
+        spec.check_combinations()
+        return spec
+
+    def check_combinations(self) -> None:
+        if self.mean is not None and self.rate is not None:
+            raise SpecError("give {rate} or {mean}, not both (rate = 1 / mean)", "rate", "mean")
+        if self.trace is not None:
+            if self.arrival is not None or self.shape is not None:
+                raise SpecError("{trace} replays a file's arrival times: it cannot be combined with {arrival} or "
+                                "{shape}", "trace", "arrival", "shape")
+            if self.pacing == "think":
+                raise SpecError("{pacing} think cannot replay {trace}: a trace is a schedule of arrival times "
+                                "(use arrival)", "pacing", "trace")
+        elif self.arrival is None and self.shape is not None:
+            raise SpecError("{shape} needs {arrival} gamma (the scenarios fix their own shape)", "shape", "arrival")
+        elif self.arrival == "exponential" and self.shape is not None:
+            raise SpecError("{shape} applies to {arrival} gamma only (exponential has no shape)", "shape", "arrival")
+        if self.workers is not None:
+            if self.pacing != "arrival":
+                raise SpecError("{workers} needs {pacing} arrival (one schedule split across workers)",
+                                "workers", "pacing")
+            if self.users < self.workers:
+                raise SpecError(f"{{users}} must be at least {{workers}} ({self.workers}): each worker needs a user",
+                                "users", "workers")
+
+    def distribution(self):
+        """The arrival distribution this spec declares (not for traces: see ``burstbench.arrivals.traces``)."""
+        from burstbench.arrivals import make_distribution, scenario
+
+        if self.arrival is None:
+            return scenario(self.scenario, self.mean_s)
+        return make_distribution(self.arrival, DEFAULT_MEAN_S if self.mean_s is None else self.mean_s, self.shape)
+
+    def run_label(self) -> str:
+        """The run folder's suffix: the scenario, ``gamma-a0.8``, ``trace-<file>``, or ``run_name``."""
+        if self.run_name:
+            return self.run_name
+        if self.trace is not None:
+            return f"trace-{Path(self.trace).stem}"
+        if self.arrival is None:
+            return self.scenario
+        return self.arrival + (f"-a{self.shape:g}" if self.arrival == "gamma" and self.shape is not None else "")
+
+    @classmethod
+    def from_dict(cls, doc: dict, source: str = "spec") -> "LoadSpec":
+        """A sectioned spec (``to_dict``'s shape, as run.json records it) validated again."""
+        try:
+            return cls.from_values(flatten(doc, source))
+        except SpecError as err:
+            raise ValueError(err.in_file(source)) from None
+
+    def to_dict(self) -> dict:
+        """Sectioned, as a config file holds it: ``{"load": {...}, "target": {...}}``, None left out."""
+        out = {s: {} for s in SECTIONS}
+        for f in FIELDS:
+            value = getattr(self, f.name)
+            if value is not None:
+                out[f.section][f.name] = value
+        out["target"].update(self.request)
+        return out
+
+    def locust_args(self) -> list[str]:
+        """The Locust plugin's flags for this spec (users, workers and host are the harness's)."""
+        args = []
+        for f in FIELDS:
+            value = getattr(self, f.name)
+            if f.locust and value is not None and value != f.default:
+                args += [flag_of(f.name), str(value)]
+        for name, value in self.request.items():
+            for v in (value if isinstance(value, list) else [value]):
+                args += [flag_of(name), str(v)]
+        return args
+
+    def with_values(self, **changes) -> "LoadSpec":
+        spec = replace(self, **changes)
+        spec.check_combinations()
+        return spec
+
+
+# -- readers: a config file, flags, both ---------------------------------------------------------------
+def read_config(path: str | Path) -> dict:
+    """A TOML spec file, or a run.json (its ``spec``): flat field -> value; SpecError names the file and key."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ValueError(f"--config {source}: cannot be read ({err.strerror or err})") from None
+    try:
+        doc = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
+        raise ValueError(f"--config {source}: not valid {'JSON' if path.suffix == '.json' else 'TOML'} ({err})") from None
+    if path.suffix == ".json":
+        if not isinstance(doc.get("spec"), dict):
+            raise ValueError(f"--config {source}: has no 'spec' (a run.json written before burstbench 0.2 does not "
+                             "record its load spec; give the flags instead)")
+        doc = doc["spec"]
+    return flatten(doc, source)
+
+
+def flatten(doc: dict, source: str) -> dict:
+    """``{"load": {...}, "target": {...}}`` as one flat dict, refusing unknown sections and keys."""
+    flat = {}
+    for section, table in doc.items():
+        if section not in SECTIONS or not isinstance(table, dict):
+            raise ValueError(f"{source}: [{section}] is not a section of a load spec (sections: {', '.join(SECTIONS)})")
+        for key, value in table.items():
+            if key not in BY_NAME and key not in REQUEST_FIELDS:
+                raise ValueError(f"{source}: {section}.{key} is not a load parameter")
+            flat[key] = value
+    return flat
+
+
+def spec_from_file(path: str | Path, overrides: dict | None = None) -> LoadSpec:
+    """The file's spec with ``overrides`` (flag values) on top; errors name the file's key or the flag."""
+    values = read_config(path)
+    overrides = overrides or {}
+    try:
+        return LoadSpec.from_values({**values, **overrides})
+    except SpecError as err:
+        if any(n in overrides for n in err.names):
+            raise ValueError(err.as_flags()) from None
+        raise ValueError(err.in_file(str(path))) from None
