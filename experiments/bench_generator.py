@@ -23,114 +23,29 @@ import argparse
 import json
 import math
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pandas as pd
 
-import pandas as pd  # noqa: E402
+from burstbench import harness
+from burstbench.analysis import generator, wire
+from burstbench.analysis.runs import RunError, load_run
+from burstbench.arrivals import make_distribution
+from burstbench.experiments import peers
+from burstbench.experiments.bench_plan import (DISPATCHERS, PEER_OVERHEAD_S, STEP_OVERHEAD_S,  # noqa: F401
+                                               TARGET_CASES, Case, Plan)
+from burstbench.experiments.nginx_server import (NGINX_CANDIDATES, NGINX_CONF, FixedBodyServer,  # noqa: F401
+                                                 find_nginx, free_port)
+from burstbench.experiments.wire_capture import WireCapture
+from burstbench.locustfiles.recording import make_run_dir
+from burstbench.locustfiles.run_info import git_commit, machine, package_versions
 
-from burstbench.analysis import generator, wire  # noqa: E402
-from burstbench.analysis.runs import RunError, load_run  # noqa: E402
-from burstbench.arrivals import make_distribution  # noqa: E402
-from burstbench.experiments import peers  # noqa: E402
-from burstbench.locustfiles.recording import make_run_dir  # noqa: E402
-from burstbench.experiments.wire_capture import WireCapture  # noqa: E402
-from burstbench.locustfiles.run_info import git_commit, machine, package_versions  # noqa: E402
-
-from burstbench.paths import package_folder  # noqa: E402
-
-LOCUSTFILES_DIR = package_folder("locustfiles")
-LOCUSTFILE = LOCUSTFILES_DIR / "fixed_body.py"
-NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx")
-NGINX_READY_S = 10.0
-STEP_OVERHEAD_S = 6.0       # Locust start (imports) and stop per step, for the runtime estimate
-PEER_OVERHEAD_S = 12.0      # AIPerf's start (its services) and stop
+LOCUSTFILE = harness.locustfile("fixed_body.py")
 STEP_SLACK = 3.0            # a step may take this many times its scheduled duration (plus 10 s) before -t stops it
 SPAWN_RATE = 1000           # all users at once: slow spawning would make the first slots late
-
-
-# -- flags -------------------------------------------------------------------------------
-def _list(flag: str, raw: str, convert, accepted: str, check) -> list:
-    values = []
-    for part in raw.split(","):
-        try:
-            value = convert(part.strip())
-        except (TypeError, ValueError):
-            raise ValueError(f"{flag} must be a comma-separated list of {accepted} (got {raw!r})") from None
-        if not check(value):
-            raise ValueError(f"{flag} must be a comma-separated list of {accepted} (got {raw!r})")
-        values.append(value)
-    if len(set(values)) != len(values):
-        raise ValueError(f"{flag} lists a value twice (got {raw!r})")
-    return values
-
-
-def _arrival(part: str):
-    """``exponential`` or ``gamma:<shape>``, as a (label, process, shape) triple."""
-    if part == "exponential":
-        return ("exponential", "exponential", None)
-    kind, _, shape = part.partition(":")
-    if kind != "gamma" or not shape:
-        raise ValueError(part)
-    value = float(shape)
-    make_distribution("gamma", 1.0, value)  # raises for a shape <= 0
-    return (f"gamma {value:g}", "gamma", value)
-
-
-def _int(flag: str, raw: str, lo: int, hi: int) -> int:
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        value = None
-    if value is None or not lo <= value <= hi:
-        raise ValueError(f"{flag} must be an integer in [{lo}, {hi}] (got {raw!r})")
-    return value
-
-
-def _float(flag: str, raw: str, lo: float, hi: float) -> float:
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not lo < value <= hi:
-        raise ValueError(f"{flag} must be a number in ({lo:g}, {hi:g}] (got {raw!r})")
-    return value
-
-
-# The issue's targets, one case each: arrival@rate[xrequests][/processes]
-TARGET_CASES = ("exponential@200x4000,gamma:0.5@200x4000,gamma:0.5@20x1200,"
-                "exponential@1000x5000,exponential@1000x5000/2,exponential@4000x12000")
-DISPATCHERS = ("timerfd", "spin", "sleep")
-
-
-@dataclass(frozen=True)
-class Case:
-    """One arrival process at one rate: every tool sends it in turn, and the wire judges each."""
-
-    arrival: tuple          # (label, process, shape)
-    rate: float
-    requests: int
-    processes: int = 1
-
-    @property
-    def name(self) -> str:
-        return f"{_name(self.arrival[0])}-r{self.rate:g}-p{self.processes}"
-
-
-def _case(part: str) -> Case:
-    """``gamma:0.5@20x1200/2``: arrival @ rate [x requests] [/ processes]."""
-    arrival, _, rest = part.partition("@")
-    rest, _, procs = rest.partition("/")
-    rate, _, n = rest.partition("x")
-    return Case(_arrival(arrival), float(rate), int(n) if n else 0, int(procs) if procs else 1)
 
 
 def parse_args(argv):
@@ -162,197 +77,6 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-@dataclass(frozen=True)
-class Plan:
-    cases: list
-    users: int
-    seed: int
-    dispatchers: list
-    constant_throughput: bool
-    peers: list
-    wire: bool
-    keep_pcap: bool
-    results_dir: Path
-    nginx: str
-
-    @classmethod
-    def from_args(cls, a) -> "Plan":
-        min_requests = _int("--min-requests", a.min_requests, 2, 10_000_000)
-        max_requests = _int("--max-requests", a.max_requests, min_requests, 10_000_000)
-        step_s = _float("--step-seconds", a.step_seconds, 0, 3600)
-        fixed = None if a.requests is None else _int("--requests", a.requests, 2, 10_000_000)
-
-        def requests_at(rate: float) -> int:
-            return fixed if fixed is not None else int(min(max_requests, max(min_requests, round(rate * step_s))))
-
-        if a.rates is not None and a.cases is not None:
-            raise ValueError("--cases and --rates are two ways to choose the steps: give one of them")
-        if a.rates is not None:
-            rates = _list("--rates", a.rates, float, "rates in req/s in (0, 100000]", lambda v: 0 < v <= 100_000)
-            try:
-                arrivals = [_arrival(part.strip()) for part in a.arrivals.split(",")]
-            except ValueError:
-                raise ValueError(f"--arrivals must be a comma-separated list of exponential and gamma:<shape > 0> "
-                                 f"(got {a.arrivals!r})") from None
-            if len({label for label, _, _ in arrivals}) != len(arrivals):
-                raise ValueError(f"--arrivals lists a process twice (got {a.arrivals!r})")
-            processes = _list("--processes", a.processes, int, "integers in [1, 64]", lambda v: 1 <= v <= 64)
-            cases = [Case(arr, r, requests_at(r), p) for p in sorted(processes) for r in sorted(rates) for arr in arrivals]
-        else:
-            raw = a.cases or TARGET_CASES
-            accepted = "arrival@rate[xrequests][/processes] (arrival: exponential or gamma:<shape > 0>; rate in " \
-                       "(0, 100000] req/s; requests >= 2; processes in [1, 64]), e.g. gamma:0.5@20x1200"
-            cases = []
-            for part in raw.split(","):
-                try:
-                    case = _case(part.strip())
-                except ValueError:
-                    raise ValueError(f"--cases must be a comma-separated list of {accepted} (got {part!r})") from None
-                if not 0 < case.rate <= 100_000 or not 1 <= case.processes <= 64 or case.requests == 1 or case.requests < 0:
-                    raise ValueError(f"--cases must be a comma-separated list of {accepted} (got {part!r})")
-                cases.append(Case(case.arrival, case.rate, case.requests or requests_at(case.rate), case.processes))
-            if len({c.name for c in cases}) != len(cases):
-                raise ValueError(f"--cases lists a case twice (got {raw!r})")
-        dispatchers = _list("--dispatchers", a.dispatchers, str, f"dispatchers ({', '.join(DISPATCHERS)})",
-                            lambda v: v in DISPATCHERS)
-        if a.constant_throughput not in ("on", "off"):
-            raise ValueError(f"--constant-throughput must be on or off (got {a.constant_throughput!r})")
-        peer_names = [] if a.peers.strip() == "none" else _list("--peers", a.peers, str,
-                                                                f"peer tools ({', '.join(peers.PEERS)}) or none",
-                                                                lambda v: v in peers.PEERS)
-        users = _int("--users", a.users, 1, 10_000)
-        if users < max(c.processes for c in cases):
-            raise ValueError(f"--users must be at least the largest number of processes ({max(c.processes for c in cases)}), "
-                             f"so that every process has a user (got {users})")
-        if a.wire not in ("auto", "on", "off"):
-            raise ValueError(f"--wire must be auto, on or off (got {a.wire!r})")
-        why_not = WireCapture.available() if a.wire != "off" else None
-        if a.wire == "on" and why_not:
-            raise ValueError(f"--wire on, but no packet capture is possible here: {why_not}")
-        return cls(cases=cases, users=users, seed=_int("--seed", a.seed, 0, 2**63 - 1), dispatchers=dispatchers,
-                   constant_throughput=a.constant_throughput == "on", peers=peer_names,
-                   wire=a.wire != "off" and why_not is None, keep_pcap=a.keep_pcap,
-                   results_dir=a.results_dir, nginx=find_nginx(a.nginx))
-
-    def tools(self, case: Case) -> list[tuple]:
-        """(tool, dispatcher) pairs for one case: ours per dispatcher, Locust's and the peers' at 1 process."""
-        tools = [("burstbench", d) for d in self.dispatchers]
-        if case.processes == 1:  # core's closed loop and the peers are single-process here
-            tools += [("constant_throughput", None)] if self.constant_throughput else []
-            tools += [(name, None) for name in self.peers]
-        return tools
-
-    def estimate_s(self) -> float:
-        per_tool = {"burstbench": STEP_OVERHEAD_S, "constant_throughput": STEP_OVERHEAD_S}
-        return sum(c.requests / c.rate + per_tool.get(tool, PEER_OVERHEAD_S)
-                   for c in self.cases for tool, _ in self.tools(c))
-
-
-def find_nginx(explicit: str | None) -> str:
-    for candidate in ([explicit] if explicit else NGINX_CANDIDATES):
-        found = shutil.which(candidate)
-        if found:
-            return found
-    raise ValueError(f"nginx not found ({explicit or ', '.join(NGINX_CANDIDATES)}): run `make nginx` "
-                     "(installs Debian's nginx) or pass --nginx PATH")
-
-
-# -- the fixed-body endpoint ------------------------------------------------------------------
-NGINX_CONF = """\
-daemon off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/client_body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    # FastHttpUser keeps its connection: never make it reconnect mid-step.
-    keepalive_requests 10000000;
-    keepalive_timeout 300s;
-    server {{
-        listen 127.0.0.1:{port};
-        default_type application/json;
-        location / {{ return 200 '{{"ok":1}}'; }}
-{locations}
-    }}
-}}
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class FixedBodyServer:
-    """nginx in the foreground with a generated config in a temp dir, on a free loopback port."""
-
-    def __init__(self, nginx: str):
-        self.nginx = nginx
-        self.tmp = Path(tempfile.mkdtemp(prefix="burstbench-nginx-"))
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.conf = self.tmp / "nginx.conf"
-        self.conf.write_text(NGINX_CONF.format(tmp=self.tmp, port=self.port, locations=peers.NGINX_LOCATIONS))
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "FixedBodyServer":
-        log = (self.tmp / "stdout.log").open("w")
-        self.proc = subprocess.Popen([self.nginx, "-p", str(self.tmp), "-c", str(self.conf), "-e",
-                                      str(self.tmp / "error.log")], stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + NGINX_READY_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"nginx exited with code {self.proc.returncode} at start: {self.log_tail()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"nginx did not accept connections on {self.url} within {NGINX_READY_S:.0f} s: "
-                           f"{self.log_tail()}")
-
-    def log_tail(self) -> str:
-        text = ""
-        for name in ("error.log", "stdout.log"):
-            path = self.tmp / name
-            if path.is_file():
-                text += path.read_text(errors="replace")
-        return " | ".join(text.strip().splitlines()[-3:]) or "(no log)"
-
-    def version(self) -> str:
-        out = subprocess.run([self.nginx, "-v"], capture_output=True, text=True, timeout=10)
-        return (out.stderr or out.stdout).strip()
-
-    def stop(self) -> None:
-        """TERM the master (fast shutdown of its workers too), then KILL the group if it lingers."""
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-            except ProcessLookupError:
-                pass
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *_exc):
-        self.stop()
-
-
 # -- one step ------------------------------------------------------------------------------
 class StepError(RuntimeError):
     """A step that produced no analysable run folder; the message is one line."""
@@ -364,50 +88,35 @@ def run_step(plan: Plan, url: str, runs_dir: Path, logs_dir: Path, name: str, *,
     n = requests
     mean_s = 1.0 / rate
     limit_s = math.ceil(STEP_SLACK * n * mean_s + 10)
-    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
-           "--host", url, "-u", str(plan.users), "-r", str(SPAWN_RATE), "-t", f"{limit_s}s",
-           "--mean", repr(mean_s), "--requests", str(n), "--seed", str(plan.seed),
-           "--results-dir", str(runs_dir), "--run-name", name, "--progress-every", "3600"]
+    flags = ["-u", str(plan.users), "-r", str(SPAWN_RATE), "-t", f"{limit_s}s",
+             "--mean", repr(mean_s), "--requests", str(n), "--seed", str(plan.seed),
+             "--run-name", name, "--progress-every", "3600"]
     if arrival is None:
-        cmd += ["--arrival", "exponential", "--pacing", "think", "ConstantThroughputUser"]
+        flags += ["--arrival", "exponential", "--pacing", "think"]
+        user_class = "ConstantThroughputUser"
     else:
         _, process, shape = arrival
-        cmd += ["--arrival", process] + (["--shape", repr(shape)] if shape is not None else [])
-        cmd += ["--dispatcher", dispatcher or "auto", "FixedBodyUser"]
-    if processes > 1:
-        cmd[cmd.index("--headless"):cmd.index("--headless")] = ["--processes", str(processes)]
+        flags += ["--arrival", process] + (["--shape", repr(shape)] if shape is not None else [])
+        flags += ["--dispatcher", dispatcher or "auto"]
+        user_class = "FixedBodyUser"
     log_path = logs_dir / f"{name}.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            proc.wait(timeout=limit_s + 60)
-        except KeyboardInterrupt:  # Locust is in its own session: pass Ctrl-C on, so it keeps its rows
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-            raise
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-            raise StepError(f"{name}: Locust did not stop within {limit_s + 60} s (killed); log {log_path}") from None
-    found = sorted(runs_dir.glob(f"*-{name}"))
-    if not found:
+    locust = harness.Locust(LOCUSTFILE, url, harness.new_run_dir(runs_dir, name), flags, processes=processes,
+                            user_classes=[user_class], log=log_path)
+    with locust:  # Ctrl-C (KeyboardInterrupt) is passed on to Locust once, so it keeps its rows, then raised
+        locust.finish(limit_s + 60, on_timeout="kill", grace_s=30)
+    found = locust.written()
+    if locust.timed_out:
+        raise StepError(f"{name}: Locust did not stop within {limit_s + 60} s (killed); log {log_path}")
+    if found is None:
         reason = next((line for line in log_path.read_text(errors="replace").splitlines()
-                       if line.startswith("burstbench:")), f"exit code {proc.returncode}")
+                       if line.startswith("burstbench:")), f"exit code {locust.returncode}")
         raise StepError(f"{name}: no run folder ({reason}); log {log_path}")
-    return found[-1]
+    return found
 
 
 # -- the benchmark ---------------------------------------------------------------------------
 def say(text: str) -> None:
     print(f"[bench-generator] {text}", file=sys.stderr, flush=True)
-
-
-def _name(label: str) -> str:
-    return label.replace(" ", "")
 
 
 def tool_label(tool: str, dispatcher: str | None) -> str:

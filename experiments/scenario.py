@@ -10,22 +10,17 @@ summarised.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 
 from burstbench.arrivals import SCENARIOS, scenario  # noqa: E402
 from burstbench.arrivals.schedule import check_requests, check_seed  # noqa: E402
 
+from burstbench import harness  # noqa: E402
 from burstbench.paths import package_folder  # noqa: E402
 
 LOCUSTFILES_DIR = package_folder("locustfiles")
@@ -108,99 +103,69 @@ def _positive(flag, raw) -> float:
     return value
 
 
-def wait_ready(url: str, server: subprocess.Popen, timeout_s: float) -> float:
-    """Poll /readyz until 200. BentoML respawns a crashing worker forever, so keep a deadline."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if server.poll() is not None:
-            raise RuntimeError(f"the service exited with code {server.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as resp:
-                if resp.status == 200:
-                    return time.monotonic() - started
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"the service was not ready at {url}/readyz after {timeout_s:.0f} s")
-
-
-def stop(server: subprocess.Popen) -> None:
-    """SIGTERM the service's whole process group, then SIGKILL what is left."""
-    if server.poll() is not None:
-        return
+def wait_ready(url: str, server, timeout_s: float) -> float:
+    """Poll /readyz until 200 (``burstbench.harness.wait_ready``: a deadline, the exit of ``server`` first)."""
     try:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=10)
-    except ProcessLookupError:
-        pass
+        return harness.wait_ready(f"{url}/readyz", deadline_s=timeout_s, proc=server)
+    except harness.NotReady as err:
+        raise RuntimeError(err.reason) from None
+
+
+def stop(server) -> None:
+    """SIGTERM the service's whole process group, then SIGKILL what is left (``burstbench.harness``)."""
+    if isinstance(server, harness.Process):
+        server.stop()
+    else:
+        harness.stop_process(server)
 
 
 def run_scenario(args) -> int:
-    py = sys.executable
     model = args.model
     if model is None:
-        subprocess.run([py, "-m", "burstbench.service", "build-model", "--out", str(DEFAULT_MODEL),
-                        "--variants", args.variant or "onnx-fp32"], check=True)
-        model = DEFAULT_MODEL
-    url = f"http://127.0.0.1:{int(args.port)}"
-    serve_cmd = [py, "-m", "burstbench.service", "serve", "--port", str(int(args.port)), "--model", str(model)]
-    if args.variant:
-        serve_cmd += ["--variant", args.variant]
-    if args.batching:
-        serve_cmd += ["--batching", args.batching]
+        model = harness.ensure_default_model(args.variant or "onnx-fp32", DEFAULT_MODEL)
     log = tempfile.NamedTemporaryFile("w+", prefix="burstbench-service-", suffix=".log", delete=False)
+    log.close()
+    service = harness.Service(model, int(args.port), variant=args.variant, batching=args.batching,
+                              log_path=Path(log.name))
+    url = service.url
     print(f"[burstbench] starting the service on {url} (log: {log.name})", file=sys.stderr, flush=True)
-    # Own session: Ctrl-C reaches Locust, not the service, which we stop ourselves afterwards.
-    server = subprocess.Popen(serve_cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    interrupted = False
-
-    def on_sigint(*_):
-        nonlocal interrupted
-        interrupted = True
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
     run_dir = None
-    try:
-        ready_s = wait_ready(url, server, args.ready_timeout)
+    # The service and Locust run in sessions of their own: Ctrl-C reaches us, and each press goes on to
+    # Locust once (it stops and writes what it measured); the service is stopped here afterwards.
+    with harness.forward_interrupts() as interrupts, service:
+        try:
+            ready_s = service.wait_ready(args.ready_timeout, cancelled=interrupts)
+        except harness.NotReady as err:
+            print(f"[burstbench] {err}", file=sys.stderr)
+            return 3
+        except KeyboardInterrupt:
+            print("[burstbench] interrupted before the load started", file=sys.stderr)
+            return 130
         print(f"[burstbench] service ready after {ready_s:.1f} s", file=sys.stderr, flush=True)
-        before = set(args.results_dir.glob("*")) if args.results_dir.is_dir() else set()
-        locust_cmd = [py, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
-                      "--host", url, "-u", str(int(args.users)), "-r", str(int(args.users)),
-                      "--scenario", args.scenario, "--seed", str(args.seed),
-                      "--pacing", args.pacing, "--results-dir", str(args.results_dir),
-                      "--progress-every", str(args.progress_every)]
+        flags = ["-u", str(int(args.users)), "-r", str(int(args.users)),
+                 "--scenario", args.scenario, "--seed", str(args.seed),
+                 "--pacing", args.pacing, "--progress-every", str(args.progress_every)]
         if args.requests is not None:
-            locust_cmd += ["--requests", str(args.requests)]
+            flags += ["--requests", str(args.requests)]
         if args.mean is not None:
-            locust_cmd += ["--mean", str(args.mean)]
-        if args.workers is not None and int(args.workers) > 1:
-            locust_cmd += ["--processes", str(int(args.workers))]
+            flags += ["--mean", str(args.mean)]
         if args.trace is not None:
-            locust_cmd += ["--trace", str(Path(args.trace).resolve()), "--trace-column", args.trace_column]
-        locust = subprocess.run(locust_cmd)
-        created = sorted(set(args.results_dir.glob("*")) - before)
-        run_dir = created[-1] if created else None
-        rc = locust.returncode
-    except RuntimeError as err:
-        log.flush()
-        tail = Path(log.name).read_text()[-3000:]
-        print(f"[burstbench] {err}\n--- service log (tail) ---\n{tail}", file=sys.stderr)
-        return 3
-    finally:
-        stop(server)
-        signal.signal(signal.SIGINT, previous)
-        log.close()
-        if run_dir is not None:
-            shutil.move(log.name, run_dir / "service.log")
-    if interrupted:
+            flags += ["--trace", str(Path(args.trace).resolve()), "--trace-column", args.trace_column]
+        name = f"trace-{Path(args.trace).stem}" if args.trace is not None else args.scenario
+        workers = int(args.workers) if args.workers is not None else None
+        locust = harness.Locust(LOCUSTFILE, url, harness.new_run_dir(args.results_dir, name), flags,
+                                processes=workers)
+        interrupts.target = locust
+        with locust:
+            rc = locust.finish()
+        run_dir = locust.written()
+    harness.move_log(Path(log.name), run_dir, "service.log")
+    if interrupts.interrupted:
         print("[burstbench] interrupted: summarising what was measured", file=sys.stderr)
     if run_dir is None:
         print("[burstbench] Locust created no run folder", file=sys.stderr)
         return rc or 4
-    subprocess.run([py, "-m", "burstbench.analysis", "summary", str(run_dir)])
+    subprocess.run([sys.executable, "-m", "burstbench.analysis", "summary", str(run_dir)])
     return rc
 
 

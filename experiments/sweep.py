@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import signal
 import subprocess
 import sys
@@ -38,18 +36,16 @@ import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
-
-from burstbench.arrivals import SCENARIOS, ArrivalSchedule, scenario  # noqa: E402
-from burstbench.arrivals.traces import Trace  # noqa: E402
-from burstbench.experiments.scenario import DEFAULT_MODEL, LOCUSTFILE, stop, wait_ready  # noqa: E402
-from burstbench.locustfiles.flags import number  # noqa: E402
-from burstbench.locustfiles.progress import format_duration  # noqa: E402
-from burstbench.locustfiles.recording import make_run_dir  # noqa: E402
-from burstbench.locustfiles.run_info import git_commit, machine  # noqa: E402
+from burstbench import harness
+from burstbench.arrivals import SCENARIOS
+from burstbench.experiments.scenario import DEFAULT_MODEL, LOCUSTFILE
+from burstbench.experiments.sweep_plan import (MAX_FIND_N_TRIES, make_plan, rate_grid, step_requests,  # noqa: F401
+                                               step_users)
+from burstbench.locustfiles.progress import format_duration
+from burstbench.locustfiles.recording import make_run_dir
+from burstbench.locustfiles.run_info import git_commit, machine
 
 STEP_OVERHEAD_S = 6.0  # Locust start-up and text loading per step, measured about 4-8 s here
-MAX_FIND_N_TRIES = 12
-RUNNING: dict = {"locust": None}  # the step's Locust process, for the signal handler
 
 
 def parse_args(argv):
@@ -86,121 +82,6 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def _pos(flag, raw):
-    return number(flag, raw, float, "a number > 0", lambda v: 0 < v < math.inf)
-
-
-def _int(flag, raw, low):
-    return number(flag, raw, int, f"an integer >= {low}", lambda v: v >= low)
-
-
-def make_plan(args) -> dict:
-    """Every flag validated, before the model is built or the service started."""
-    batching = [b.strip() for b in args.batching.split(",") if b.strip()]
-    if not batching or any(b not in ("on", "off") for b in batching) or len(set(batching)) != len(batching):
-        raise ValueError(f"--batching must be on, off or on,off (got {args.batching!r})")
-    if args.trace is not None:
-        trace = Trace.load(args.trace, args.trace_column)  # one-line ValueError for a bad file or column
-        processes = [{"name": "trace", "kind": "trace", "shape": None, "ca2": trace.cv ** 2,
-                      "trace": str(Path(args.trace).resolve()), "trace_column": trace.column,
-                      "timestamps": len(trace), "label": f"trace {Path(args.trace).name}, cv={trace.cv:.2f}"}]
-    else:
-        names = [n.strip() for n in args.processes.split(",") if n.strip()]
-        if not names:
-            raise ValueError(f"--processes must list some of {', '.join(SCENARIOS)} (got {args.processes!r})")
-        processes = []
-        for name in names:
-            dist = scenario(name) if name in SCENARIOS else None
-            if dist is None:
-                raise ValueError(f"--processes: each must be one of {', '.join(SCENARIOS)} (got {name!r})")
-            processes.append({"name": name, "kind": dist.kind, "shape": dist.shape, "ca2": None,
-                              "label": f"{dist.kind}" + (f" a={dist.shape:g}" if dist.kind == "gamma" else "")
-                              + f", cv={dist.cv:.2f}"})
-    rates = None
-    if args.rates is not None:
-        try:
-            rates = sorted({float(r) for r in args.rates.split(",") if r.strip()})
-        except ValueError:
-            rates = None
-        if not rates or any(not 0 < r < math.inf for r in rates):
-            raise ValueError(f"--rates must be a comma-separated list of rates in req/s > 0, e.g. 2,4,8 (got {args.rates!r})")
-    port = number("--port", args.port, int, "an integer in [1, 65535]", lambda v: 1 <= v <= 65535)
-    import socket
-
-    with socket.socket() as sock:
-        if sock.connect_ex(("127.0.0.1", port)) == 0:
-            raise ValueError(f"--port {port}: something already listens on 127.0.0.1:{port}; choose another PORT=")
-    plan = {
-        "variant": args.variant, "batching": batching, "processes": processes, "rates": rates,
-        "slo_p99_ms": _pos("--slo-p99-ms", args.slo_p99_ms),
-        "grid_start": _pos("--grid-start", args.grid_start),
-        "grid_factor": number("--grid-factor", args.grid_factor, float, "a number > 1", lambda v: 1 < v < math.inf),
-        "max_steps": number("--max-steps", args.max_steps, int, "an integer in [1, 50]", lambda v: 1 <= v <= 50),
-        "probe_rate": None if args.probe_rate == "auto" else number(
-            "--probe-rate", args.probe_rate, float, "auto or a number > 0", lambda v: 0 < v < math.inf),
-        "probe_requests": _int("--probe-requests", args.probe_requests, 20),
-        "min_requests": _int("--min-requests", args.min_requests, 1),
-        "min_duration_s": number("--min-duration", args.min_duration, float, "a number of seconds >= 0",
-                               lambda v: 0 <= v < math.inf),
-        "max_requests": _int("--max-requests", args.max_requests, 1),
-        "saturation_ratio": number("--saturation", args.saturation, float, "a number in (0, 1]", lambda v: 0 < v <= 1),
-        "max_failed_share": number("--max-failed-share", args.max_failed_share, float, "a number in [0, 1)",
-                                 lambda v: 0 <= v < 1),
-        "stop_p99_multiple": number("--stop-p99-multiple", args.stop_p99_multiple, float, "a number >= 1",
-                                  lambda v: 1 <= v < math.inf),
-        "users_horizon_s": _pos("--users-horizon", args.users_horizon),
-        "min_users": _int("--min-users", args.min_users, 1),
-        "max_users": _int("--max-users", args.max_users, 1),
-        "request_timeout_s": number("--request-timeout", args.request_timeout, float, "a number of seconds in (0, 3600]",
-                                  lambda v: 0 < v <= 3600),
-        "seed": _int("--seed", args.seed, 0),
-        "port": port,
-        "ready_timeout_s": _pos("--ready-timeout", args.ready_timeout),
-    }
-    if plan["max_requests"] < plan["min_requests"]:
-        raise ValueError(f"--max-requests must be >= --min-requests ({plan['min_requests']}) (got {args.max_requests!r})")
-    if plan["max_users"] < plan["min_users"]:
-        raise ValueError(f"--max-users must be >= --min-users ({plan['min_users']}) (got {args.max_users!r})")
-    return plan
-
-
-# -- step sizing -----------------------------------------------------------------------
-def step_requests(process: dict, rate: float, seed: int, plan: dict) -> int:
-    """Requests for one step: >= min_requests and a drawn schedule lasting >= min_duration_s.
-
-    For the generated processes the schedule Locust will draw (same distribution, seed and count)
-    is drawn here too, so the duration is exact, not expected. A trace (rescaled to the mean gap
-    1/rate) is replayed from its start, and has only so many timestamps.
-    """
-    n = max(plan["min_requests"], math.ceil(rate * plan["min_duration_s"]))
-    cap = plan["max_requests"]
-    if process["kind"] == "trace":
-        trace = Trace.load(process["trace"], process["trace_column"], 1.0 / rate)
-        cap = min(cap, len(trace))
-        draw = trace.schedule
-    else:
-        dist = scenario(process["name"], 1.0 / rate)
-        draw = lambda n: ArrivalSchedule.draw(dist, n, seed)  # noqa: E731
-    for _ in range(MAX_FIND_N_TRIES):
-        n = min(n, cap)
-        offsets = draw(n).offsets_s
-        span = float(offsets[-1] - offsets[0]) if n > 1 else 0.0
-        if span >= plan["min_duration_s"] or n >= cap:
-            return n
-        n = math.ceil(n * plan["min_duration_s"] / max(span, 1e-9) * 1.02) + 1
-    return n
-
-
-def step_users(rate: float, plan: dict) -> int:
-    return int(min(plan["max_users"], max(plan["min_users"], math.ceil(rate * plan["users_horizon_s"]))))
-
-
-def rate_grid(plan: dict, capacity_rps: float) -> list[float]:
-    if plan["rates"] is not None:
-        return list(plan["rates"])
-    return [round(capacity_rps * plan["grid_start"] * plan["grid_factor"] ** k, 3) for k in range(plan["max_steps"])]
-
-
 # -- running ---------------------------------------------------------------------------
 class Sweep:
     """The sweep folder and its sweep.json, rewritten after every step so an interrupted sweep is analysable."""
@@ -221,7 +102,7 @@ def log(message: str) -> None:
 
 
 def run_step(sweep: Sweep, url: str, batching: str, process: dict, kind: str, step: int, rate: float,
-             requests: int, seed: int, plan: dict) -> dict:
+             requests: int, seed: int, plan: dict, interrupts: harness.Interrupts | None = None) -> dict:
     """One Locust run; returns its record (run_dir relative to the sweep folder, or None)."""
     users = step_users(rate, plan)
     parent = sweep.dir / f"batching-{batching}" / (process["name"] if kind == "step" else "probe")
@@ -231,42 +112,38 @@ def run_step(sweep: Sweep, url: str, batching: str, process: dict, kind: str, st
               "requests": requests, "users": users, "seed": seed, "shape": process["shape"], "ca2": process["ca2"],
               "run_dir": None, "locust_rc": None}
     sweep.data["steps"].append(record)
-    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary", "--host", url,
-           "-u", str(users), "-r", str(users), "--mean", f"{1.0 / rate:.9g}", "--requests", str(requests),
-           "--seed", str(seed), "--pacing", "arrival", "--results-dir", str(parent), "--run-name", run_name,
-           "--request-timeout", f"{plan['request_timeout_s']:g}", "--progress-every", "10"]
-    cmd += (["--trace", process["trace"], "--trace-column", process["trace_column"]] if process["kind"] == "trace"
-            else ["--scenario", process["name"]])
-    before = set(parent.iterdir())
+    flags = ["-u", str(users), "-r", str(users), "--mean", f"{1.0 / rate:.9g}", "--requests", str(requests),
+             "--seed", str(seed), "--pacing", "arrival", "--run-name", run_name,
+             "--request-timeout", f"{plan['request_timeout_s']:g}", "--progress-every", "10"]
+    flags += (["--trace", process["trace"], "--trace-column", process["trace_column"]] if process["kind"] == "trace"
+              else ["--scenario", process["name"]])
     expected_s = requests / rate
     log(f"batching {batching} | {process['name']} ({process['label']}) | {kind} {step}: {rate:g} req/s offered, "
         f"{requests} requests, {users} users, about {format_duration(expected_s + STEP_OVERHEAD_S)}")
     # Deadline: the schedule, then every request may still take its full timeout, then start-up.
     deadline_s = expected_s + plan["request_timeout_s"] + 120
     with tempfile.NamedTemporaryFile("w+", prefix="burstbench-locust-", suffix=".log", delete=False) as out:
-        # Own session: Ctrl-C reaches the sweep only, which forwards exactly one SIGINT per press.
-        locust = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        RUNNING["locust"] = locust
+        out_path = Path(out.name)
+    # Its own session: Ctrl-C reaches the sweep only, which passes exactly one SIGINT per press on to it.
+    locust = harness.Locust(LOCUSTFILE, url, harness.new_run_dir(parent, run_name), flags, log=out_path)
+    with locust:
+        if interrupts is not None:
+            interrupts.target = locust
         try:
-            record["locust_rc"] = locust.wait(timeout=deadline_s)
+            record["locust_rc"] = locust.wait(deadline_s)
         except subprocess.TimeoutExpired:
             log(f"Locust still running after {deadline_s:.0f} s: interrupting it (its rows are kept)")
-            locust.send_signal(signal.SIGINT)
-            try:
-                record["locust_rc"] = locust.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                locust.kill()
-                record["locust_rc"] = locust.wait(timeout=10)
+            record["locust_rc"] = locust.wind_down(60)
         finally:
-            RUNNING["locust"] = None
-    created = sorted(set(parent.iterdir()) - before)
-    if created:
-        run_dir = created[-1]
-        Path(out.name).replace(run_dir / "locust.log")
+            if interrupts is not None:
+                interrupts.target = None
+    run_dir = locust.written()
+    if run_dir is not None:
+        harness.move_log(out_path, run_dir, "locust.log")
         record["run_dir"] = str(run_dir.relative_to(sweep.dir))
     else:  # stopped before it started, or a bad flag: keep its output beside the steps
         kept = parent / f"{run_name}-no-run-folder.log"
-        Path(out.name).replace(kept)
+        out_path.replace(kept)
         tail = kept.read_text()[-2000:]
         log(f"Locust created no run folder (exit {record['locust_rc']}); its output ({kept}):\n{tail}")
     sweep.save()
@@ -328,66 +205,60 @@ def sweep_batching(sweep: Sweep, batching: str, model: Path, plan: dict, interru
     from burstbench.analysis.runs import load_run
     from burstbench.analysis.sweep import past_saturation, service_time_stats, step_metrics
 
-    url = f"http://127.0.0.1:{plan['port']}"
-    serve_cmd = [sys.executable, "-m", "burstbench.service", "serve", "--port", str(plan["port"]), "--model", str(model),
-                 "--variant", plan["variant"], "--batching", batching]
     log_path = sweep.dir / f"service-batching-{batching}.log"
+    server = harness.Service(model, plan["port"], variant=plan["variant"], batching=batching, log_path=log_path)
+    url = server.url
     log(f"batching {batching}: starting the service on {url} (log: {log_path})")
-    with log_path.open("w") as service_log:
-        server = subprocess.Popen(serve_cmd, stdout=service_log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+    with server:  # the service's whole process group is stopped on every way out of this block
         try:
-            try:
-                log(f"service ready after {wait_ready(url, server, plan['ready_timeout_s']):.1f} s")
-            except RuntimeError as err:
-                log(f"{err}\n--- service log (tail) ---\n{log_path.read_text()[-3000:]}")
-                return 3
-            warm_ms = warm_up(url)
-            if interrupted():
-                return 0
-            probe_rate = plan["probe_rate"]
-            if probe_rate is None:  # utilisation about 0.2: most requests find the service idle
-                probe_rate = round(200.0 / warm_ms, 3) if warm_ms else 3.0
-                log(f"warm-up: median latency {warm_ms:.1f} ms; light-load step at {probe_rate:g} req/s")
-            probe_process = {"name": "steady", "kind": "exponential", "shape": 1.0, "ca2": None,
-                             "label": "exponential, cv=1.00"}
-            record = run_step(sweep, url, batching, probe_process, "probe", 0, probe_rate,
-                              plan["probe_requests"], plan["seed"], plan)
-            if record["run_dir"] is None or interrupted():
-                return 0
-            service = service_time_stats(load_run(sweep.dir / record["run_dir"]).rows)
-            if not service["idle_only"]:
-                log(f"warning: only {service['idle_share']:.0%} of the light-load requests found the service idle; "
-                    "E[S] includes queueing and the grid is too low (lower --probe-rate, or quieten the machine)")
-            sweep.data["service"][batching] = service
-            sweep.save()
-            rates = rate_grid(plan, service["capacity_rps"])
-            log(f"light load: E[S] {service['mean_ms']:.2f} ms, cs^2 {service['cs2']:.3f} "
-                f"({service['samples']} requests), capacity estimate 1/E[S] = {service['capacity_rps']:.1f} req/s; "
-                f"rates {', '.join(f'{r:g}' for r in rates)}")
-            for process in plan["processes"]:
-                for k, rate in enumerate(rates, start=1):
-                    if server.poll() is not None:
-                        log(f"the service exited (code {server.returncode}); see {log_path}")
-                        return 3
-                    seed = plan["seed"] + k
-                    record = run_step(sweep, url, batching, process, "step", k, rate,
-                                      step_requests(process, rate, seed, plan), seed, plan)
-                    if interrupted() or record["run_dir"] is None:
-                        return 0  # an interrupted step is kept (analysed, marked invalid), never judged here
-                    row = step_metrics(sweep.dir / record["run_dir"], record, plan, service)
-                    verdict = "SLO met" if row["meets_slo"] else "SLO missed" if row["valid"] else "invalid step"
-                    log(f"  -> achieved {row['achieved_rps']:.2f} req/s, corrected p99 {row['corr_p99_ms']:.0f} ms, "
-                        f"failed {row['failed']}, lateness p99 {row['lateness_p99_ms']:.1f} ms, "
-                        f"mean batch {row['batch_mean']:.2f}: {verdict}")
-                    if past_saturation(row, plan):
-                        record["stopped_here"] = True
-                        sweep.save()
-                        log(f"  {process['name']} is past saturation at {rate:g} req/s: next process")
-                        settle(url, service)
-                        break
-        finally:
-            stop(server)
+            log(f"service ready after {server.wait_ready(plan['ready_timeout_s']):.1f} s")
+        except harness.NotReady as err:
+            log(str(err))
+            return 3
+        warm_ms = warm_up(url)
+        if interrupted():
+            return 0
+        probe_rate = plan["probe_rate"]
+        if probe_rate is None:  # utilisation about 0.2: most requests find the service idle
+            probe_rate = round(200.0 / warm_ms, 3) if warm_ms else 3.0
+            log(f"warm-up: median latency {warm_ms:.1f} ms; light-load step at {probe_rate:g} req/s")
+        probe_process = {"name": "steady", "kind": "exponential", "shape": 1.0, "ca2": None,
+                         "label": "exponential, cv=1.00"}
+        record = run_step(sweep, url, batching, probe_process, "probe", 0, probe_rate,
+                          plan["probe_requests"], plan["seed"], plan, interrupted)
+        if record["run_dir"] is None or interrupted():
+            return 0
+        service = service_time_stats(load_run(sweep.dir / record["run_dir"]).rows)
+        if not service["idle_only"]:
+            log(f"warning: only {service['idle_share']:.0%} of the light-load requests found the service idle; "
+                "E[S] includes queueing and the grid is too low (lower --probe-rate, or quieten the machine)")
+        sweep.data["service"][batching] = service
+        sweep.save()
+        rates = rate_grid(plan, service["capacity_rps"])
+        log(f"light load: E[S] {service['mean_ms']:.2f} ms, cs^2 {service['cs2']:.3f} "
+            f"({service['samples']} requests), capacity estimate 1/E[S] = {service['capacity_rps']:.1f} req/s; "
+            f"rates {', '.join(f'{r:g}' for r in rates)}")
+        for process in plan["processes"]:
+            for k, rate in enumerate(rates, start=1):
+                if not server.running():
+                    log(f"the service exited (code {server.returncode}); see {log_path}")
+                    return 3
+                seed = plan["seed"] + k
+                record = run_step(sweep, url, batching, process, "step", k, rate,
+                                  step_requests(process, rate, seed, plan), seed, plan, interrupted)
+                if interrupted() or record["run_dir"] is None:
+                    return 0  # an interrupted step is kept (analysed, marked invalid), never judged here
+                row = step_metrics(sweep.dir / record["run_dir"], record, plan, service)
+                verdict = "SLO met" if row["meets_slo"] else "SLO missed" if row["valid"] else "invalid step"
+                log(f"  -> achieved {row['achieved_rps']:.2f} req/s, corrected p99 {row['corr_p99_ms']:.0f} ms, "
+                    f"failed {row['failed']}, lateness p99 {row['lateness_p99_ms']:.1f} ms, "
+                    f"mean batch {row['batch_mean']:.2f}: {verdict}")
+                if past_saturation(row, plan):
+                    record["stopped_here"] = True
+                    sweep.save()
+                    log(f"  {process['name']} is past saturation at {rate:g} req/s: next process")
+                    settle(url, service)
+                    break
     return 0
 
 
@@ -400,36 +271,26 @@ def main(argv=None) -> int:
         return 2
     model = args.model
     if model is None:
-        subprocess.run([sys.executable, "-m", "burstbench.service", "build-model", "--out", str(DEFAULT_MODEL),
-                        "--variants", plan["variant"]], check=True)
-        model = DEFAULT_MODEL
+        model = harness.ensure_default_model(plan["variant"], DEFAULT_MODEL)
     plan["model"] = str(Path(model).resolve())
     plan["model_name"] = Path(model).name
     sweep = Sweep(plan, args.results_dir, sys.argv)
     log(f"sweep folder {sweep.dir}")
-    stopped = {"flag": False}
-
-    def on_signal(*_):  # stop stepping; the running step ends as a Ctrl-C'd Locust run does, rows kept
-        stopped["flag"] = True
-        locust = RUNNING["locust"]
-        if locust is not None and locust.poll() is None:
-            locust.send_signal(signal.SIGINT)  # a second press makes Locust leave at once
-
-    previous = signal.signal(signal.SIGINT, on_signal)
-    previous_term = signal.signal(signal.SIGTERM, on_signal)
     started = time.monotonic()
     rc = 0
-    try:
-        for batching in plan["batching"]:
-            rc = sweep_batching(sweep, batching, Path(model), plan, lambda: stopped["flag"])
-            if rc or stopped["flag"]:
-                break
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.signal(signal.SIGTERM, previous_term)
-        sweep.data["status"] = "interrupted" if stopped["flag"] else "failed" if rc else "complete"
-        sweep.data["elapsed_s"] = round(time.monotonic() - started, 1)
-        sweep.save()
+    # Ctrl-C or SIGTERM: stop stepping; the running step ends as a Ctrl-C'd Locust run does, rows kept
+    # (each press goes on to Locust once: a second press makes it leave at once).
+    with harness.forward_interrupts(signal.SIGTERM) as interrupts:
+        try:
+            for batching in plan["batching"]:
+                rc = sweep_batching(sweep, batching, Path(model), plan, interrupts)
+                if rc or interrupts.interrupted:
+                    break
+        finally:
+            sweep.data["status"] = "interrupted" if interrupts.interrupted else "failed" if rc else "complete"
+            sweep.data["elapsed_s"] = round(time.monotonic() - started, 1)
+            sweep.save()
+    stopped = {"flag": interrupts.interrupted}
     log(f"{sweep.data['status']} after {format_duration(sweep.data['elapsed_s'])}")
     from burstbench.analysis.runs import RunError
     from burstbench.analysis.sweep import write_sweep_report

@@ -25,6 +25,8 @@ import threading
 import time
 from pathlib import Path
 
+from burstbench import harness
+
 TCPDUMP_CANDIDATES = ("tcpdump", "/usr/sbin/tcpdump", "/usr/bin/tcpdump")
 READY_S = 10.0
 STOP_S = 10.0
@@ -90,8 +92,8 @@ class WireCapture:
         tcpdump = find_tcpdump()
         if tcpdump is None:
             raise RuntimeError(f"tcpdump not found: {INSTALL_HINT}")
-        self.proc = subprocess.Popen(self.command(tcpdump), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self.proc = harness.Process(self.command(tcpdump), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, text=True).start().proc  # a session of its own
         atexit.register(self._kill)
         self._reader = threading.Thread(target=self._read_stderr, name="tcpdump-stderr", daemon=True)
         self._reader.start()
@@ -170,11 +172,7 @@ class WireCapture:
 
     def _kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(timeout=STOP_S)
+            harness.stop_process(self.proc, 0, signal.SIGKILL)
 
     def __enter__(self) -> "WireCapture":
         return self.start()

@@ -3,27 +3,27 @@
 The load is the bundled locustfile, arrival-paced, as ``burstbench run`` runs
 it; its requests are the record of what users lost. Disruption times count from the moment
 Locust's run folder appears (its start; the exact offsets from the schedule's start are
-recomputed afterwards from run.json). After Locust has finished, the disruptions go into
-``disruptions.json`` and, as ``events``, into run.json, and the report is written.
+recomputed afterwards from run.json). Each disruption is appended to run.json's ``events`` the
+moment it happens (``burstbench.record.append_event``); after Locust has finished, what was
+observed about each goes into ``disruptions.json``, and the report is written.
 """
 from __future__ import annotations
 
 import json
 import math
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
+from burstbench import harness
 from burstbench.arrivals import ArrivalSchedule
+from burstbench.record import RecordError, append_event, load_record, update_record
 
 from . import disruptions as act
 from .plan import Plan, PlanError
-from .server import LocalServer, free_port, temp_dir, wait_until
+from .server import LocalServer, free_port, temp_dir
 
 from burstbench.paths import package_folder  # noqa: E402
 
@@ -51,17 +51,24 @@ def requests_for(plan: Plan) -> int:
                     f"at mean_s = {load.mean_s:g} s")
 
 
-def locust_command(plan: Plan, host: str, results_dir: Path, requests: int) -> list[str]:
+def run_name(plan: Plan) -> str:
+    return f"resilience-{plan.name}"
+
+
+def locust_flags(plan: Plan, requests: int) -> list[str]:
     load = plan.load
-    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
-           "--host", host, "-u", str(load.users), "-r", str(load.users),
-           "--arrival", load.arrival, "--mean", repr(load.mean_s), "--requests", str(requests),
-           "--seed", str(load.seed), "--pacing", "arrival", "--request-timeout", repr(load.request_timeout_s),
-           "--results-dir", str(results_dir), "--run-name", f"resilience-{plan.name}",
-           "--progress-every", str(PROGRESS_EVERY_S)]
+    flags = ["-u", str(load.users), "-r", str(load.users),
+             "--arrival", load.arrival, "--mean", repr(load.mean_s), "--requests", str(requests),
+             "--seed", str(load.seed), "--pacing", "arrival", "--request-timeout", repr(load.request_timeout_s),
+             "--run-name", run_name(plan), "--progress-every", str(PROGRESS_EVERY_S)]
     if load.shape is not None:
-        cmd += ["--shape", repr(load.shape)]
-    return cmd
+        flags += ["--shape", repr(load.shape)]
+    return flags
+
+
+def locust_command(plan: Plan, host: str, run_dir: Path, requests: int) -> list[str]:
+    """The load's Locust command line, writing exactly ``run_dir``."""
+    return harness.locust_command(LOCUSTFILE, host, run_dir, locust_flags(plan, requests))
 
 
 def check_programs(plan: Plan) -> list[str]:
@@ -84,7 +91,11 @@ class Harness:
         self.host = host or (plan.kubernetes.url if plan.target == "k8s" else None)
         self.ready_timeout_s = ready_timeout_s
         self.server: LocalServer | None = None
-        self.interrupted = False
+        self.interrupts: harness.Interrupts | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.interrupts is not None and self.interrupts.interrupted
 
     # -- the run ------------------------------------------------------------------------
     def run(self) -> Path:
@@ -97,29 +108,24 @@ class Harness:
             if not self.host:
                 raise PlanError(f"{plan.path}: kubernetes.url is empty: give the service's URL there or with --host")
         say(plan.render().replace("\n", "\n[resilience] "))
-        previous = signal.signal(signal.SIGINT, self._on_sigint)
-        try:
-            if plan.target == "local":
-                self._start_local()
-            else:
-                self._check_remote()
-            return self._load_and_disrupt(requests)
-        finally:
-            if self.server is not None:
-                self.server.stop()
-            signal.signal(signal.SIGINT, previous)
-
-    def _on_sigint(self, *_):
-        # The terminal's Ctrl-C reaches Locust too, which stops and keeps its rows; no further disruption starts.
-        self.interrupted = True
+        # Ctrl-C reaches the harness only; each press goes on to Locust once, which stops and keeps its
+        # rows; no further disruption starts, and the service is stopped here.
+        with harness.forward_interrupts() as self.interrupts:
+            try:
+                if plan.target == "local":
+                    self._start_local()
+                else:
+                    self._check_remote()
+                return self._load_and_disrupt(requests)
+            finally:
+                if self.server is not None:
+                    self.server.stop()
 
     def _start_local(self) -> None:
         model = self.model
         if model is None:
             say(f"building (or reusing) the default model in {DEFAULT_MODEL}")
-            subprocess.run([sys.executable, "-m", "burstbench.service", "build-model", "--out", str(DEFAULT_MODEL),
-                            "--variants", "onnx-fp32"], check=True)
-            model = DEFAULT_MODEL
+            model = harness.ensure_default_model("onnx-fp32", DEFAULT_MODEL)
         port = self.port or free_port()
         self.server = LocalServer(model, port, self.plan.supervisor, temp_dir("burstbench-resilience-"))
         self.host = self.server.url
@@ -129,52 +135,48 @@ class Harness:
         say(f"service ready after {self.server.wait_ready(self.ready_timeout_s):.1f} s")
 
     def _check_remote(self) -> None:
-        def ready():
-            try:
-                with urllib.request.urlopen(f"{self.host}/readyz", timeout=2) as resp:
-                    return resp.status == 200
-            except OSError:
-                return False
-
-        if not wait_until(ready, 30, every_s=1):
+        try:
+            harness.RemoteService(self.host).wait_ready(30, every_s=1)
+        except harness.NotReady:
             raise PlanError(f"{self.host}/readyz did not answer 200 within 30 s: is the service reachable from here "
-                            "(NodePort, port-forward)? give its URL in kubernetes.url or --host")
+                            "(NodePort, port-forward)? give its URL in kubernetes.url or --host") from None
 
     def _load_and_disrupt(self, requests: int) -> Path:
         plan = self.plan
         self.results_dir.mkdir(parents=True, exist_ok=True)
-        before = set(self.results_dir.iterdir())
-        cmd = locust_command(plan, self.host, self.results_dir, requests)
+        run_dir = harness.new_run_dir(self.results_dir, run_name(plan))
+        locust = harness.Locust(LOCUSTFILE, self.host, run_dir, locust_flags(plan, requests))
         say(f"load: {requests} requests over about {plan.load.duration_s:g} s -> {self.results_dir}")
-        locust = subprocess.Popen(cmd)
+        self.interrupts.target = locust
+        locust.start()
         records: list[dict] = []
         watchers: list[tuple[dict, threading.Thread]] = []
         try:
-            run_dir = wait_until(lambda: self._new_run_dir(before), RUN_FOLDER_TIMEOUT_S, every_s=0.1)
-            if run_dir is None:
+            # Its start: the first rows, and run.json, are in the folder.
+            if not locust.wait_for_files(RUN_FOLDER_TIMEOUT_S, ("requests.csv", "run.json")):
                 raise RuntimeError(f"Locust created no run folder in {self.results_dir} within {RUN_FOLDER_TIMEOUT_S} s")
             start = time.time()
+            update_record(run_dir, resilience=self._resilience_section())
             for i, d in enumerate(plan.disruptions):
                 if not self._sleep_until(start + d.at_s, locust):
                     say(f"not carried out: {d.label} at {d.at_s:g} s (the load stopped first)")
                     continue
                 say(f"{d.at_s:g} s: {d.label}")
-                record = self._execute(d)
+                record = self._execute(d, run_dir)
                 records.append(record)
                 if record.get("error"):
                     say(f"  {record['error']}")
                 nxt = plan.disruptions[i + 1].at_s if i + 1 < len(plan.disruptions) else \
                     plan.load.duration_s + plan.load.request_timeout_s
                 watchers.append(self._watch_ready(record, start + nxt))
-            locust.wait(timeout=plan.load.duration_s + plan.load.request_timeout_s + 300)
+            locust.wait(plan.load.duration_s + plan.load.request_timeout_s + 300)
         except BaseException:
-            if locust.poll() is None:
-                locust.send_signal(signal.SIGINT)  # Locust keeps its rows and writes run.json
-                try:
-                    locust.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    locust.kill()
+            locust.wind_down(60)  # SIGINT: Locust keeps its rows and writes run.json; then its group is stopped
+            locust.written()      # an empty folder (it never started) is not left behind
             raise
+        finally:
+            self.interrupts.target = None
+            locust.stop()
         ready_at_end = self._ready_now()
         for record, thread in watchers:
             thread.join(5)
@@ -183,22 +185,24 @@ class Harness:
         self._write(run_dir, records, ready_at_end, locust.returncode)
         return run_dir
 
-    def _new_run_dir(self, before: set) -> Path | None:
-        fresh = [p for p in self.results_dir.iterdir() if p not in before and (p / "requests.csv").is_file()]
-        return fresh[0] if fresh else None
-
-    def _sleep_until(self, epoch: float, locust: subprocess.Popen) -> bool:
+    def _sleep_until(self, epoch: float, locust: harness.Locust) -> bool:
         while time.time() < epoch:
-            if self.interrupted or locust.poll() is not None:
+            if self.interrupted or not locust.running():
                 return False
             time.sleep(min(0.05, max(0.0, epoch - time.time())))
-        return not self.interrupted and locust.poll() is None
+        return not self.interrupted and locust.running()
 
-    def _execute(self, d) -> dict:
+    def _execute(self, d, run_dir: Path) -> dict:
+        def note(kind, epoch, label, **detail):  # into run.json's events as it happens
+            try:
+                append_event(run_dir, kind, epoch, label=label, **detail)
+            except (RecordError, OSError) as err:
+                say(f"  could not record the event in run.json: {err}")
+
         if d.action == "command":
-            return act.run_command(d, self.plan.kubernetes.command_timeout_s)
+            return act.run_command(d, self.plan.kubernetes.command_timeout_s, note=note)
         return {"kill-worker": act.kill_worker, "freeze-server": act.freeze_server,
-                "kill-server": act.kill_server}[d.action](self.server, d)
+                "kill-server": act.kill_server}[d.action](self.server, d, note=note)
 
     def _watch_ready(self, record: dict, deadline_epoch: float):
         result: dict = {}
@@ -212,25 +216,20 @@ class Harness:
         return record, thread
 
     def _ready_now(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.host}/readyz", timeout=2) as resp:
-                return resp.status == 200
-        except OSError:
-            return False
+        return harness.http_ok(f"{self.host}/readyz")
 
     # -- the record ---------------------------------------------------------------------
+    def _resilience_section(self) -> dict:
+        """run.json ``resilience``: the plan this run carries out (set when the load starts)."""
+        return {"plan": self.plan.name, "plan_file": str(self.plan.path), "target": self.plan.target,
+                "supervisor": self.plan.supervisor if self.plan.target == "local" else None,
+                "recovery": vars(self.plan.recovery), "disruptions_file": "disruptions.json"}
+
     def _write(self, run_dir: Path, records: list[dict], ready_at_end: bool, locust_rc: int | None) -> None:
-        info_path = run_dir / "run.json"
-        info = json.loads(info_path.read_text())
-        start = (info.get("schedule") or {}).get("start_epoch") or info.get("started_epoch")
+        record = load_record(run_dir)  # its events were appended as the disruptions happened
+        start = (record.schedule.start_epoch if record.schedule is not None else None) or record.started_epoch
         for r in records:
             r["offset_s"] = None if start is None else round(r["epoch"] - start, 3)
-        events = [e for r in records for e in r.pop("events")]
-        info["events"] = sorted(events, key=lambda e: e["epoch"])
-        info["resilience"] = {"plan": self.plan.name, "plan_file": str(self.plan.path), "target": self.plan.target,
-                              "supervisor": self.plan.supervisor if self.plan.target == "local" else None,
-                              "recovery": vars(self.plan.recovery), "disruptions_file": "disruptions.json"}
-        info_path.write_text(json.dumps(info, indent=2, default=str) + "\n")
         doc = {"plan": self.plan.name, "target": self.plan.target, "host": self.host,
                "load_start_epoch": start, "service_ready_at_end": ready_at_end, "locust_exit_code": locust_rc,
                "interrupted": self.interrupted, "disruptions": records}

@@ -2,11 +2,11 @@
 
     name = "local-default"
     target = "local"                      # local processes, or "k8s" (commands run with your kubectl context)
-    [load]                                # arrival-paced Locust load for the whole plan
+    [load]                                # a load spec (burstbench.spec), arrival-paced, for the whole plan
     arrival = "exponential"               # or "gamma" with shape = ...
-    mean_s = 0.2                          # mean gap between requests
-    duration_s = 110                      # how long the schedule of sends lasts
-    request_timeout_s = 5                 # a hung connection counts as a failure after this
+    mean = 0.2                            # mean gap between requests in s (or rate = 5, requests/s)
+    duration = 110                        # how long the schedule of sends lasts, s (the plan's own key)
+    request_timeout = 5                   # a hung connection counts as a failure after this many s
     users = 40                            # concurrent senders (enough to cover the hung requests)
     seed = 0
     [server]                              # local plans only
@@ -24,14 +24,13 @@ Every error is one line naming the file, the field and what is accepted.
 """
 from __future__ import annotations
 
-import math
 import shlex
 import string
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from burstbench.arrivals import make_distribution
+from burstbench.spec import LoadSpec, SpecError
 
 PLANS_DIR = Path(__file__).resolve().parent / "plans"
 TARGETS = ("local", "k8s")
@@ -44,23 +43,33 @@ DEFAULT_LABELS = {"kill-worker": "kill -9 one BentoML worker", "freeze-server": 
                   "kill-server": "kill -9 the whole server"}
 
 
+# A plan's load unless it says otherwise: Poisson at 5 requests/s, a 5 s timeout, 40 users.
+LOAD_DEFAULTS = {"arrival": "exponential", "mean": 0.2, "request_timeout": 5.0, "users": 40, "seed": 0}
+LOAD_KEYS = ("arrival", "shape", "mean", "rate", "duration", "request_timeout", "users", "seed")
+
+
 class PlanError(ValueError):
     """A plan that cannot run; the message names the file and the field."""
 
 
 @dataclass(frozen=True)
 class Load:
-    arrival: str = "exponential"
-    shape: float | None = None
-    mean_s: float = 0.2
+    """The plan's ``[load]``: a load spec (``burstbench.spec``: arrival, shape, mean or rate, request_timeout,
+    users, seed) and, the plan's own, ``duration`` (seconds the schedule of sends lasts)."""
+
+    spec: LoadSpec = field(default_factory=lambda: LoadSpec.from_values(LOAD_DEFAULTS))
     duration_s: float = 60.0
-    request_timeout_s: float = 5.0
-    users: int = 40
-    seed: int = 0
+
+    arrival = property(lambda self: self.spec.arrival)
+    shape = property(lambda self: self.spec.shape)
+    mean_s = property(lambda self: self.spec.mean_s)
+    request_timeout_s = property(lambda self: self.spec.request_timeout)
+    users = property(lambda self: self.spec.users)
+    seed = property(lambda self: self.spec.seed)
 
     @property
     def distribution(self):
-        return make_distribution(self.arrival, self.mean_s, self.shape)
+        return self.spec.distribution()
 
 
 @dataclass(frozen=True)
@@ -163,19 +172,15 @@ def parse_plan(raw: dict, path: Path) -> Plan:
     f.only(raw, "", ("name", "target", "description", "load", "server", "recovery", "kubernetes", "disruption"))
     target = f.choice(raw, "target", TARGETS, default=None)
     load_raw = f.table(raw, "load")
-    f.only(load_raw, "load.", ("arrival", "shape", "mean_s", "duration_s", "request_timeout_s", "users", "seed"))
-    d = Load()
-    load = Load(
-        arrival=f.choice(load_raw, "load.arrival", ("exponential", "gamma"), d.arrival),
-        shape=f.number(load_raw, "load.shape", None, lambda v: 0 < v < math.inf, "a number > 0"),
-        mean_s=f.number(load_raw, "load.mean_s", d.mean_s, lambda v: 0.001 <= v <= 60, "a number of seconds in [0.001, 60]"),
-        duration_s=f.number(load_raw, "load.duration_s", d.duration_s, lambda v: 1 <= v <= 86400,
-                            "a number of seconds in [1, 86400]"),
-        request_timeout_s=f.number(load_raw, "load.request_timeout_s", d.request_timeout_s, lambda v: 0 < v <= 600,
-                                   "a number of seconds in (0, 600]"),
-        users=f.integer(load_raw, "load.users", d.users, 1, 10_000),
-        seed=f.integer(load_raw, "load.seed", d.seed, 0, 2**63 - 1),
-    )
+    f.only(load_raw, "load.", LOAD_KEYS)
+    duration_s = f.number(load_raw, "load.duration", Load.duration_s, lambda v: 1 <= v <= 86400,
+                          "a number of seconds in [1, 86400]")
+    given = {k: v for k, v in load_raw.items() if k != "duration"}
+    defaults = {k: v for k, v in LOAD_DEFAULTS.items() if not (k == "mean" and "rate" in given)}
+    try:
+        load = Load(spec=LoadSpec.from_values({**defaults, **given}), duration_s=duration_s)
+    except SpecError as err:
+        raise PlanError(err.in_file(str(path))) from None
     if (load.arrival == "gamma") != (load.shape is not None):
         raise PlanError(f"{path}: load.shape is required with load.arrival = \"gamma\" and only then (a number > 0)")
     rec_raw = f.table(raw, "recovery")
@@ -227,9 +232,9 @@ def _disruptions(f: "_Fields", raw, target: str, load: Load, kubernetes: Kuberne
             raise PlanError(f"{path}: disruption[{i}] must be a table ([[disruption]])")
         f.only(item, where, ("at_s", "action", "label", "for_s", "command"))
         if "at_s" not in item:
-            raise PlanError(f"{path}: {where}at_s is required (seconds after the load starts, in (0, load.duration_s))")
+            raise PlanError(f"{path}: {where}at_s is required (seconds after the load starts, in (0, load.duration))")
         at_s = f.number(item, f"{where}at_s", None, lambda v: 0 < v < load.duration_s,
-                        f"a number of seconds in (0, {load.duration_s:g}) (inside load.duration_s)")
+                        f"a number of seconds in (0, {load.duration_s:g}) (inside load.duration)")
         action = f.choice(item, f"{where}action", actions, default=None)
         for_s = 0.0
         if action == "freeze-server":
@@ -254,7 +259,7 @@ def _disruptions(f: "_Fields", raw, target: str, load: Load, kubernetes: Kuberne
                 raise PlanError(f"{path}: {where}at_s = {at_s:g} must come after the previous disruption, which {ends} "
                                 "(disruptions in time order, one at a time)")
         if at_s + for_s >= load.duration_s:
-            raise PlanError(f"{path}: {where}for_s = {for_s:g} s from at_s = {at_s:g} s ends after load.duration_s = "
+            raise PlanError(f"{path}: {where}for_s = {for_s:g} s from at_s = {at_s:g} s ends after load.duration = "
                             f"{load.duration_s:g} s")
         out.append(Disruption(at_s=at_s, action=action, label=label, for_s=for_s, command=command, argv=argv))
     return tuple(out)

@@ -12,16 +12,13 @@ Exit status 0 when the target is met, 1 when not, 2 on bad arguments.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from burstbench import harness
 
 
 ROUTE = "/analyze-sentiment"
@@ -133,40 +130,23 @@ def fuzz(url: str, cases: int, seed: int = 0, progress_every_s: float = 10.0, ou
 
 
 def ready(url: str, timeout_s: float = 10.0) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/readyz", timeout=timeout_s) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
+    return harness.http_ok(url + "/readyz", timeout_s)
 
 
 class OwnServer:
     """The bundled service on a free loopback port, in its own process group, stopped on exit."""
 
     def __init__(self, model: Path, log_path: Path):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = log_path.open("w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "burstbench.service", "serve", "--port", str(port), "--model", str(model)],
-                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + READY_DEADLINE_S
-        while not ready(self.url, 2):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the service did not become ready; its log: {log_path}")
-            time.sleep(0.5)
+        self.service = harness.Service(model, harness.free_port(), log_path=log_path).start()
+        self.url = self.service.url
+        try:
+            self.service.wait_ready(READY_DEADLINE_S)
+        except harness.NotReady:
+            self.stop()
+            raise RuntimeError(f"the service did not become ready; its log: {log_path}") from None
 
     def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        self.log.close()
+        self.service.stop()
 
 
 def main(argv=None) -> int:

@@ -19,7 +19,7 @@ from burstbench.analysis.runs import load_run
 from conftest import REPO_ROOT, only_run_dir
 from burstbench.resilience.plan import PlanError, load_plan, parse_plan
 
-PLAN_HEAD = {"name": "t", "target": "local", "load": {"mean_s": 0.1, "duration_s": 30, "request_timeout_s": 3}}
+PLAN_HEAD = {"name": "t", "target": "local", "load": {"mean": 0.1, "duration": 30, "request_timeout": 3}}
 
 
 def plan_dict(*disruptions, **overrides) -> dict:
@@ -43,7 +43,7 @@ def resilience_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProce
      "disruption[1].at_s = 5 must come after the previous disruption, which is at 10 s"),
     (plan_dict({"at_s": 10, "action": "freeze-server", "for_s": 5}, {"at_s": 12, "action": "kill-worker"}),
      "disruption[1].at_s = 12 must come after the previous disruption, which ends at 15 s"),
-    (plan_dict({"at_s": 28, "action": "freeze-server", "for_s": 5}), "ends after load.duration_s = 30 s"),
+    (plan_dict({"at_s": 28, "action": "freeze-server", "for_s": 5}), "ends after load.duration = 30 s"),
     (plan_dict({"at_s": 10, "action": "freeze-server"}), "disruption[0].for_s is required for freeze-server"),
     (plan_dict({"at_s": 10, "action": "kill-worker", "for_s": 2}), "for_s applies only to action = \"freeze-server\""),
     (plan_dict({"at_s": 10, "action": "reboot"}),
@@ -53,14 +53,18 @@ def resilience_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProce
     (plan_dict({"at_s": 10, "action": "kill-worker"}, target="docker"), "target must be one of local, k8s (got 'docker')"),
     (plan_dict({"at_s": 10, "action": "kill-worker"}, server={"supervisor": "systemd"}),
      "server.supervisor must be one of supervisord, none (got 'systemd')"),
-    (plan_dict({"at_s": 10, "action": "kill-worker"}, load={"mean_s": -1, "duration_s": 30}),
-     "load.mean_s must be a number of seconds in [0.001, 60] (got -1)"),
-    (plan_dict({"at_s": 10, "action": "kill-worker"}, load={"arrival": "gamma", "duration_s": 30}),
+    (plan_dict({"at_s": 10, "action": "kill-worker"}, load={"mean": -1, "duration": 30}),
+     "load.mean must be a number > 0 (got -1)"),  # the load spec's own rule, named as the file's key
+    (plan_dict({"at_s": 10, "action": "kill-worker"}, load={"shape": -1, "arrival": "gamma", "duration": 30}),
+     "load.shape must be a number > 0 (got -1)"),
+    (plan_dict({"at_s": 10, "action": "kill-worker"}, load={"rate": 5, "mean": 0.2, "duration": 30}),
+     "give load.rate or load.mean, not both"),
+    (plan_dict({"at_s": 10, "action": "kill-worker"}, load={"arrival": "gamma", "duration": 30}),
      "load.shape is required with load.arrival = \"gamma\""),
-    (plan_dict({"at_s": 10, "action": "kill-worker"}, load={"duration_s": 30, "users": 0}),
-     "load.users must be an integer in [1, 10000] (got 0)"),
-    (plan_dict({"at_s": 10, "action": "kill-worker"}, load={"duration_s": 30, "timeout": 3}),
-     "unknown field load.timeout; accepted: load.arrival, load.shape, load.mean_s"),
+    (plan_dict({"at_s": 10, "action": "kill-worker"}, load={"duration": 30, "users": 0}),
+     "load.users must be an integer >= 1 (got 0)"),
+    (plan_dict({"at_s": 10, "action": "kill-worker"}, load={"duration": 30, "timeout": 3}),
+     "unknown field load.timeout; accepted: load.arrival, load.shape, load.mean"),
     (plan_dict({"at_s": 10, "action": "kill-worker"}, recovery={"consecutive_ok": 0}),
      "recovery.consecutive_ok must be an integer in [1, 10000] (got 0)"),
     (plan_dict(), "needs at least one [[disruption]] with at_s and action"),
@@ -81,12 +85,12 @@ def test_plan_errors_name_the_field_and_the_accepted_values(raw, message):
 
 def test_bad_plan_file_is_one_line_without_traceback(tmp_path):
     plan = tmp_path / "bad.toml"
-    plan.write_text('target = "local"\n[load]\nduration_s = 20\n[[disruption]]\nat_s = 25\naction = "kill-worker"\n')
+    plan.write_text('target = "local"\n[load]\nduration = 20\n[[disruption]]\nat_s = 25\naction = "kill-worker"\n')
     result = resilience_cli("run", "--plan", str(plan), "--results-dir", str(tmp_path / "results"))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"burstbench resilience: {plan}: disruption[0].at_s must be a number of seconds in (0, 20) "
-        "(inside load.duration_s) (got 25)"]
+        "(inside load.duration) (got 25)"]
     assert not (tmp_path / "results").exists()
     unknown = resilience_cli("plan", "no-such-plan")
     assert unknown.returncode == 2 and "one of k3s-paper, local-default, local-no-supervisor" in unknown.stderr
@@ -209,9 +213,9 @@ LOCAL_PLAN = """
 name = "{name}"
 target = "local"
 [load]
-mean_s = 0.1
-duration_s = {duration}
-request_timeout_s = 3
+mean = 0.1
+duration = {duration}
+request_timeout = 3
 users = 40
 seed = 3
 [server]

@@ -1,0 +1,131 @@
+"""burstbench/spec.py: every load parameter declared, typed and validated once; flags, files and run.json."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from burstbench.experiments.run import parse
+from burstbench.spec import FIELDS, LoadSpec, SpecError, read_config, spec_from_file
+
+
+def test_defaults_are_the_papers_steady_scenario():
+    spec = LoadSpec.from_values({})
+    assert (spec.scenario, spec.pacing, spec.seed, spec.users, spec.request_timeout) == ("steady", "arrival", 0, 10, 30)
+    assert spec.distribution().mean == 2.0 and spec.run_label() == "steady"
+
+
+def test_rate_is_the_inverse_of_the_mean_gap():
+    by_rate = LoadSpec.from_values({"arrival": "gamma", "shape": "0.8", "rate": "20"})
+    by_mean = LoadSpec.from_values({"arrival": "gamma", "shape": 0.8, "mean": 0.05})
+    assert by_rate.distribution() == by_mean.distribution()
+    assert by_rate.run_label() == "gamma-a0.8"
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"mean": "-1"}, "--mean must be a number > 0 (got '-1')"),
+    ({"rate": "0"}, "--rate must be a number of requests/s > 0 (got '0')"),
+    ({"rate": "inf"}, "--rate must be a number of requests/s > 0 (got 'inf')"),
+    ({"requests": "1.5"}, "--requests must be an integer >= 1 (got '1.5')"),
+    ({"requests": 2.0}, "--requests must be an integer >= 1 (got 2.0)"),
+    ({"seed": True}, "--seed must be an integer >= 0 (got True)"),
+    ({"request_timeout": "7200"}, "--request-timeout must be a number of seconds in (0, 3600] (got '7200')"),
+    ({"pacing": "closed"}, "--pacing must be one of arrival, think (got 'closed')"),
+    ({"scenario": "wild"}, "--scenario must be one of steady, moderate, extreme (got 'wild')"),
+    ({"rate": 2, "mean": 0.5}, "give --rate or --mean, not both (rate = 1 / mean)"),
+    ({"shape": "0.5"}, "--shape needs --arrival gamma (the scenarios fix their own shape)"),
+    ({"arrival": "exponential", "shape": 2}, "--shape applies to --arrival gamma only (exponential has no shape)"),
+    ({"trace": "t.csv", "arrival": "gamma"}, "--trace replays a file's arrival times: it cannot be combined with "
+                                             "--arrival or --shape"),
+    ({"workers": 4, "users": 2}, "--users must be at least --workers (4): each worker needs a user"),
+    ({"workers": 2, "pacing": "think"}, "--workers needs --pacing arrival (one schedule split across workers)"),
+])
+def test_a_bad_value_names_its_flag_and_the_accepted_range(values, message):
+    with pytest.raises(SpecError) as err:
+        LoadSpec.from_values(values)
+    assert str(err.value) == message
+
+
+def test_the_same_error_names_the_files_key(tmp_path):
+    plan = tmp_path / "plan.toml"
+    plan.write_text("[load]\nshape = -1\narrival = 'gamma'\n")
+    with pytest.raises(ValueError) as err:
+        spec_from_file(plan)
+    assert str(err.value) == f"{plan}: load.shape must be a number > 0 (got -1)"
+
+
+def test_flags_override_the_file_and_an_overridden_bad_value_is_blamed_on_the_flag(tmp_path):
+    plan = tmp_path / "load.toml"
+    plan.write_text("[load]\nscenario = 'extreme'\nrate = 10\nrequests = 40\nseed = 3\n"
+                    "[target]\nhost = 'http://127.0.0.1:9'\npath = '/predict'\npreset = 'plain'\n")
+    spec = spec_from_file(plan, {"seed": "5"})
+    assert (spec.scenario, spec.rate, spec.requests, spec.seed) == ("extreme", 10.0, 40, 5)
+    assert spec.host == "http://127.0.0.1:9" and spec.request == {"path": "/predict", "preset": "plain"}
+    with pytest.raises(ValueError, match=r"^--requests must be an integer >= 1 \(got '0'\)$"):
+        spec_from_file(plan, {"requests": "0"})
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[load]\nrequets = 5\n", "load.requets is not a load parameter"),
+    ("[loads]\nrequests = 5\n", r"\[loads\] is not a section of a load spec"),
+    ("[load\n", "not valid TOML"),
+])
+def test_unknown_keys_and_broken_files_are_refused_with_the_file_named(tmp_path, text, message):
+    plan = tmp_path / "bad.toml"
+    plan.write_text(text)
+    with pytest.raises(ValueError, match=message) as err:
+        read_config(plan)
+    assert str(plan) in str(err.value)
+
+
+def test_a_run_json_without_a_spec_says_so(tmp_path):
+    old = tmp_path / "run.json"
+    old.write_text(json.dumps({"scenario": "steady"}))
+    with pytest.raises(ValueError, match="has no 'spec'"):
+        read_config(old)
+
+
+def test_the_sectioned_form_round_trips():
+    spec = LoadSpec.from_values({"arrival": "gamma", "shape": 1.5, "rate": 4, "requests": 9, "users": 3,
+                                 "host": "http://127.0.0.1:1", "path": "/x", "header": ["A: b"]})
+    doc = spec.to_dict()
+    assert set(doc) == {"load", "target"} and doc["target"]["header"] == ["A: b"]
+    assert LoadSpec.from_dict(json.loads(json.dumps(doc))) == spec
+
+
+def test_locust_args_carry_every_non_default_plugin_field_and_nothing_of_the_harness():
+    spec = LoadSpec.from_values({"arrival": "gamma", "shape": 0.8, "rate": 20, "users": 4, "workers": 2,
+                                 "host": "http://127.0.0.1:1", "path": "/p"})
+    args = spec.locust_args()
+    assert args == ["--arrival", "gamma", "--shape", "0.8", "--rate", "20.0", "--path", "/p"]
+    assert {f.name for f in FIELDS if not f.locust} == {"users", "workers", "host"}
+
+
+def test_run_command_line_splits_spec_service_and_locusts_own_flags():
+    spec, service, locust = parse(["extreme", "--rate", "20", "--requests", "50", "-t", "30s", "--port", "3999",
+                                   "--", "--csv-full-history"])
+    assert (spec.scenario, spec.rate, spec.requests, spec.host) == ("extreme", 20.0, 50, None)
+    assert service["port"] == 3999 and locust == ["-t", "30s", "--csv-full-history"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bogus"], "SCENARIO must be one of steady, moderate, extreme, or trace with --trace FILE (got 'bogus')"),
+    (["--host", "http://127.0.0.1:9", "--variant", "onnx-fp32", "--preset", "plain"], "--variant configures the "
+     "bundled service"),
+    (["--path", "/x"], "--path describes another service's endpoint: it needs --host"),
+    (["--mean", "1", "--rate", "1"], "give --rate or --mean, not both"),
+])
+def test_run_refuses_bad_combinations_in_one_line(argv, message):
+    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+        parse(argv)
+
+
+@pytest.mark.integration
+def test_burstbench_run_reports_a_bad_flag_before_any_traffic_or_folder(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "burstbench", "run", "--rate", "-3", "--results-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip() == "burstbench run: --rate must be a number of requests/s > 0 (got '-3')"
+    assert list(tmp_path.iterdir()) == []
