@@ -99,6 +99,16 @@ browser:
 test: install browser nginx tcpdump
 	$(PY) -m pytest
 
+# Unit tests only (no processes, servers or Locust; under a minute): the kinds are assigned in tests/conftest.py.
+.PHONY: test-fast
+test-fast: install
+	$(PY) -m pytest -m unit
+
+# docs/cli.md, generated from the subcommands' parsers (tests/test_docs_examples.py fails when it is stale).
+.PHONY: docs-cli
+docs-cli: install
+	$(PY) -m burstbench.cli_reference --write docs/cli.md
+
 # Disruptions under load (issue 6): make resilience [PLAN=local-default] [TARGET=local|k8s] [HOST=URL for k8s]
 PLAN ?= local-default
 TARGET ?=

@@ -107,3 +107,127 @@ def only_run_dir(results_dir: Path) -> Path:
     runs = [p for p in results_dir.iterdir() if p.is_dir()]
     assert len(runs) == 1, f"expected one run folder, found {runs}"
     return runs[0]
+
+
+# ------------------------------------------------------------------------------------------------ test kinds
+# Every test has exactly one kind, a marker registered in pyproject.toml:
+#   unit         no processes, no servers, no Locust: math, parsing, in-process checks (`make test-fast`)
+#   integration  a real server on loopback, or any subprocess (the CLIs run as a user runs them)
+#   load         real Locust runs
+# A test's kind, in this order:
+#   1. an explicit @pytest.mark.unit / integration / load on the test, its class or its module (pytestmark);
+#   2. otherwise the strongest of: the `server` marker (integration), the fixtures it uses (SERVER_FIXTURES:
+#      integration, LOCUST_FIXTURES: load) and its entry in KIND_BY_TEST, else KIND_BY_MODULE, else unit.
+# An explicit kind weaker than its fixtures, or two explicit kinds, stop the collection with the reason.
+# Unit tests may not start processes (the `_unit_tests_start_no_processes` guard below): a test that does is
+# integration, here or with an explicit marker.
+KINDS = ("unit", "integration", "load")  # weakest first
+
+# Fixtures (tests/conftest.py, tests/servers/fixtures.py and the test modules') that start servers or
+# build models, and those that run Locust. Fixtures that depend on these are caught through the closure.
+SERVER_FIXTURES = {"server", "tiny_model", "fastapi_server", "mlserver", "hard_server", "bento", "monitored"}
+LOCUST_FIXTURES = {"smoke_run", "supervised_run", "reported", "one_step"}
+
+# Modules whose tests are, by default, not unit (most of their tests run the CLIs as subprocesses).
+KIND_BY_MODULE = {
+    "test_deploy.py": "integration",        # kubectl kustomize, bentoml build, a served Bento
+    "test_dispatch.py": "integration",      # each dispatcher in its own interpreter
+    "test_scenario_cli.py": "integration",  # `burstbench run` as a subprocess
+    "test_sweep.py": "integration",         # `burstbench sweep` as a subprocess
+}
+
+# Single tests (function names, so every parametrization) in otherwise unit modules.
+KIND_BY_TEST = {
+    "test_analysis.py": {
+        "test_summary_cli_prints_table_and_writes_csv_and_png": "integration",
+        "test_bad_folders_get_one_clear_line": "integration",
+    },
+    "test_arrivals.py": {"test_import_arrivals_does_not_import_locust_or_gevent": "integration"},
+    "test_http_locustfile.py": {"test_loading_the_http_locustfile_leaves_the_standard_library_http_alone":
+                                "integration"},
+    "test_models.py": {"test_benchmark_runs_end_to_end": "integration",
+                       "test_a_variant_that_cannot_run_says_why_before_starting": "integration",
+                       "test_benchmark_bad_arguments_name_the_flag": "integration",
+                       "test_export_fails_loudly_past_the_tolerance": "integration"},
+    "test_peers.py": {"test_nginx_locations_answer_an_openai_chat_completion": "integration"},
+    "test_resilience.py": {"test_bad_plan_file_is_one_line_without_traceback": "integration",
+                           "test_dry_run_prints_the_commands_and_runs_nothing": "integration"},
+    "test_self_monitor.py": {"test_summary_prints_the_generator_verdict_first": "integration",
+                             "test_analysis_imports_no_gevent_and_the_verdict_no_pandas": "integration",
+                             "test_report_opens_with_the_generator_verdict": "integration",
+                             "test_timeline_figure_gains_the_generator_panels": "integration",
+                             "test_summary_of_a_run_that_kept_up_or_has_no_generator_csv_starts_as_before":
+                             "integration",
+                             "test_bad_sampling_period_is_refused": "integration"},
+    "test_superposition.py": {"test_superposition_command_writes_table_and_figure": "integration"},
+    "test_wire.py": {"test_wire_capture_says_why_it_cannot_capture": "integration"},
+    "test_trace.py": {"test_replay_refuses_more_requests_than_timestamps": "integration"},
+}
+
+
+def _explicit_kinds(item) -> set[str]:
+    return {m.name for m in item.iter_markers() if m.name in KINDS}
+
+
+def kind_of(item) -> tuple[str | None, str | None]:
+    """(kind, None), or (None, why the test has no single kind)."""
+    explicit = _explicit_kinds(item)
+    if len(explicit) > 1:
+        return None, f"two kinds: {', '.join(sorted(explicit, key=KINDS.index))} (keep one marker)"
+    fixtures = set(getattr(item, "fixturenames", ()))
+    floor = "unit"
+    reasons = []
+    if item.get_closest_marker("server") is not None or fixtures & SERVER_FIXTURES:
+        floor = "integration"
+        reasons.append(f"starts a server ({', '.join(sorted(fixtures & SERVER_FIXTURES)) or 'server marker'})")
+    if fixtures & LOCUST_FIXTURES:
+        floor = "load"
+        reasons.append(f"runs Locust ({', '.join(sorted(fixtures & LOCUST_FIXTURES))})")
+    if explicit:
+        (kind,) = explicit
+        if KINDS.index(kind) < KINDS.index(floor):
+            return None, f"marked {kind} but {'; '.join(reasons)}: it is {floor}"
+        return kind, None
+    module = item.path.name
+    name = getattr(item, "originalname", item.name)
+    listed = KIND_BY_TEST.get(module, {}).get(name) or KIND_BY_MODULE.get(module, "unit")
+    return max(floor, listed, key=KINDS.index), None
+
+
+def pytest_collection_modifyitems(config, items):
+    problems = []
+    for item in items:
+        kind, why = kind_of(item)
+        if kind is not None and not _explicit_kinds(item):
+            item.add_marker(getattr(pytest.mark, kind))
+        found = _explicit_kinds(item)
+        if why is None and len(found) != 1:
+            why = f"{len(found)} kinds after classification: {sorted(found)}"
+        if why is not None:
+            problems.append(f"  {item.nodeid}: {why}")
+    if problems:
+        raise pytest.UsageError("every test needs exactly one kind (unit, integration, load; tests/conftest.py):\n"
+                                + "\n".join(problems))
+
+
+# Programs that libraries start to probe the machine (ctypes.util.find_library, matplotlib's font cache):
+# allowed in unit tests, which otherwise start no processes.
+LIBRARY_PROBES = {"ldconfig", "gcc", "cc", "ld", "objdump", "fc-list", "fc-match", "uname", "nvidia-smi"}
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_processes(request, monkeypatch):
+    """A unit test that starts a process fails, naming the program and where to reclassify the test."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+    original = subprocess.Popen._execute_child
+
+    def refuse(self, args, executable, *rest, **kwargs):
+        argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
+        program = Path(os.fsdecode(executable or argv[0]).split()[0]).name
+        if program in LIBRARY_PROBES:
+            return original(self, args, executable, *rest, **kwargs)
+        raise AssertionError(f"a unit test started a process ({program}): mark it integration "
+                             "(KIND_BY_TEST in tests/conftest.py, or @pytest.mark.integration)")
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
