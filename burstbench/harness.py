@@ -190,7 +190,8 @@ def locust_command(locustfile: Path, host: str, run_dir: Path, args: list[str] =
         port = str(free_port())
         cmd += ["--processes", str(int(processes)), "--master-bind-port", port, "--master-port", port]
         folder = folder if WORKERS_TAKE_RUN_DIR else ["--results-dir", str(run_dir)]
-    return cmd + ["--headless", "--only-summary", "--host", host, *folder, *[str(a) for a in args], *user_classes]
+    # The folder flags after ``args``: they win over a --results-dir in there (argparse keeps the last).
+    return cmd + ["--headless", "--only-summary", "--host", host, *[str(a) for a in args], *folder, *user_classes]
 
 
 class Locust(Process):
@@ -238,15 +239,31 @@ class Locust(Process):
                 pass
         return self.stop(0)
 
+    def stop(self, timeout_s: float | None = None) -> int | None:
+        rc = super().stop(timeout_s)
+        self._hoist()
+        return rc
+
+    def wait(self, timeout_s: float | None = None) -> int:
+        rc = super().wait(timeout_s)
+        self._hoist()
+        return rc
+
+    def _hoist(self) -> None:
+        """With processes > 1 (see WORKERS_TAKE_RUN_DIR): once Locust has ended, its one folder's files into run_dir."""
+        if not self.nested or self.running() or not self.run_dir.is_dir():
+            return
+        inner = [p for p in self.run_dir.iterdir() if p.is_dir()]
+        if len(inner) == 1 and not (self.run_dir / "run.json").exists():
+            for item in inner[0].iterdir():
+                item.rename(self.run_dir / item.name)
+            inner[0].rmdir()
+
     def written(self) -> Path | None:
         """The run folder when Locust wrote anything into it; an empty one (it stopped first) is removed."""
         if not self.run_dir.is_dir():
             return None
-        inner = [p for p in self.run_dir.iterdir() if p.is_dir()] if self.nested else []
-        if len(inner) == 1 and not self.running():  # see WORKERS_TAKE_RUN_DIR
-            for item in inner[0].iterdir():
-                item.rename(self.run_dir / item.name)
-            inner[0].rmdir()
+        self._hoist()
         if any(self.run_dir.iterdir()):
             return self.run_dir
         with contextlib.suppress(OSError):

@@ -311,3 +311,16 @@ def spec_from_file(path: str | Path, overrides: dict | None = None) -> LoadSpec:
         if any(n in overrides for n in err.names):
             raise ValueError(err.as_flags()) from None
         raise ValueError(err.in_file(str(path))) from None
+
+
+def reference_table() -> str:
+    """docs/configuration.md's table of every field (a test keeps the page in step with FIELDS)."""
+    lines = ["| key (file) | flag | section | default | accepted | meaning |", "|---|---|---|---|---|---|"]
+    for f in FIELDS:
+        accepted = f.accepted or (", ".join(f.choices) if f.choices else "a string")
+        default = "" if f.default is None else f"`{f.default}`"
+        lines.append(f"| `{f.name}` | `{flag_of(f.name)}` | {f.section} | {default} | {accepted} | {f.help} |")
+    lines.append(f"| `{'`, `'.join(REQUEST_FIELDS)}` | `--preset`, `--path`, ... | target | | see "
+                 "[own-service.md](own-service.md) | the request template of any HTTP endpoint (with `host`) |")
+    return "\n".join(lines) + "\n"
+

@@ -5,10 +5,12 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from burstbench.experiments.run import parse
 from burstbench.spec import FIELDS, LoadSpec, SpecError, read_config, spec_from_file
+from servers.fixtures import fastapi_server  # noqa: F401 (fixture)
 
 
 def test_defaults_are_the_papers_steady_scenario():
@@ -129,3 +131,50 @@ def test_burstbench_run_reports_a_bad_flag_before_any_traffic_or_folder(tmp_path
     assert out.returncode == 2
     assert out.stderr.strip() == "burstbench run: --rate must be a number of requests/s > 0 (got '-3')"
     assert list(tmp_path.iterdir()) == []
+
+
+# -- the same run from flags, from a file, and from its own run.json ------------------------------------
+def _run(args, cwd, url):
+    out = subprocess.run([sys.executable, "-m", "burstbench", "run", *args], cwd=cwd, capture_output=True,
+                         text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (run_dir,) = [p for p in (cwd / "results").iterdir() if p.name not in _run.seen]
+    _run.seen.add(run_dir.name)
+    import pandas as pd
+
+    rows = pd.read_csv(run_dir / "requests.csv").sort_values("request_index")
+    offsets = (rows["scheduled_epoch"] - rows["scheduled_epoch"].min()).to_numpy()
+    return run_dir, offsets, rows["text_index"].tolist()
+
+
+_run.seen = set()
+
+
+@pytest.mark.load
+def test_flags_a_config_file_and_the_runs_own_run_json_give_the_same_schedule_and_texts(fastapi_server, tmp_path):
+    flags = ["--arrival", "gamma", "--shape", "0.8", "--rate", "40", "--requests", "30", "--seed", "7", "--users",
+             "4", "--host", fastapi_server.url, "--preset", "plain", "--path", "/predict"]
+    (tmp_path / "load.toml").write_text(
+        "[load]\narrival = 'gamma'\nshape = 0.8\nrate = 40\nrequests = 30\nseed = 7\nusers = 4\n"
+        f"[target]\nhost = '{fastapi_server.url}'\npreset = 'plain'\npath = '/predict'\n")
+    first, offsets, texts = _run(flags, tmp_path, fastapi_server.url)
+    _, from_file, file_texts = _run(["--config", "load.toml"], tmp_path, fastapi_server.url)
+    _, repeated, repeated_texts = _run(["--config", str(first / "run.json")], tmp_path, fastapi_server.url)
+    assert len(offsets) == 30 and offsets[-1] > 0
+    # The seeded schedule: rows keep epochs to the microsecond, so two runs' offsets differ by rounding only.
+    assert np.abs(from_file - offsets).max() <= 2e-6 and np.abs(repeated - offsets).max() <= 2e-6
+    assert file_texts == texts and repeated_texts == texts
+    spec = json.loads((first / "run.json").read_text())["spec"]
+    assert spec["load"]["users"] == 4 and spec["target"] == {"host": fastapi_server.url, "preset": "plain",
+                                                             "path": "/predict"}
+    _, other_seed, _ = _run(["--config", "load.toml", "--seed", "8"], tmp_path, fastapi_server.url)
+    assert np.abs(other_seed - offsets).max() > 1e-3  # a flag overrides the file
+
+
+def test_the_configuration_page_lists_every_field_as_declared():
+    from conftest import REPO_ROOT
+    from burstbench.spec import reference_table
+
+    page = (REPO_ROOT / "docs" / "configuration.md").read_text()
+    table = page.split("<!-- spec-table:start -->\n", 1)[1].split("\n<!-- spec-table:end -->", 1)[0]
+    assert table.strip() == reference_table().strip(), "docs/configuration.md: paste burstbench.spec.reference_table()"
