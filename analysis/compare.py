@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from .latency import QUANTILES, run_facts, summarise  # noqa: E402
-from .runs import Run  # noqa: E402
+from .runs import RunFolder  # noqa: E402
 
 # The run.json facts that tell runs apart, in the order they appear in a label.
 FACTS = ("scenario", "process", "pacing", "users", "requests", "seed", "model", "variant", "batching", "device")
@@ -36,20 +36,20 @@ LABEL_SEP = " / "
 
 
 # ----------------------------------------------------------------------------------------------- facts
-def run_info_facts(run: Run) -> dict:
+def run_info_facts(run: RunFolder) -> dict:
     """The facts of one run.json that matter for a comparison; None where the run did not record one."""
-    info = run.info
-    dist = info.get("distribution") or {}
-    target = info.get("target") or {}  # {"error": ...} when the service did not say what it serves
+    record = run.record
+    dist = record.distribution or {}
+    target = record.target or {}  # {"error": ...} when the service did not say what it serves
     settings = target.get("settings") or {}
     batching = settings.get("batching")
     return {
-        "scenario": info.get("scenario"),
+        "scenario": record.scenario,
         "process": dist.get("label"),
-        "pacing": info.get("pacing"),
-        "users": info.get("users"),
-        "requests": info.get("requests_planned"),
-        "seed": info.get("seed"),
+        "pacing": record.pacing,
+        "users": record.users,
+        "requests": record.requests_planned,
+        "seed": record.seed,
         "model": target.get("model"),
         "variant": target.get("variant", settings.get("variant")),
         "batching": None if batching is None else ("batching on" if batching else "batching off"),
@@ -106,7 +106,7 @@ def _unique(labels: Sequence[str], names: Sequence[str]) -> list[str]:
     return final
 
 
-def describe_differences(runs: Sequence[Run]) -> pd.DataFrame:
+def describe_differences(runs: Sequence[RunFolder]) -> pd.DataFrame:
     """One row per run (in the given order): folder name, the run.json facts, and a unique ``label``.
 
     The label joins only the facts that differ between the given runs (e.g. "extreme" versus
@@ -123,7 +123,7 @@ def describe_differences(runs: Sequence[Run]) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------------------- tables
-def comparison_table(runs: Sequence[Run]) -> pd.DataFrame:
+def comparison_table(runs: Sequence[RunFolder]) -> pd.DataFrame:
     """One row per run, indexed by label: exact p50/p95/p99 and min/avg/max of service latency in ms
     over ok requests (NaN, never 0, when a run has none), requests, ok, failed, achieved req/s."""
     labels = describe_differences(runs)["label"]
@@ -137,7 +137,7 @@ def comparison_table(runs: Sequence[Run]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, index=pd.Index(labels, name="label"))
 
 
-def paper_layout(runs: Sequence[Run], stats_shown: Sequence[str] = LATENCY_STATS) -> pd.DataFrame:
+def paper_layout(runs: Sequence[RunFolder], stats_shown: Sequence[str] = LATENCY_STATS) -> pd.DataFrame:
     """The paper's layout: rows = runs told apart by everything but the scenario, columns =
     (scenario, statistic). ``stats_shown=LATENCY_STATS`` gives Table 3 (p50/p95/p99),
     ``RESPONSE_STATS`` Table 4 (min/avg/max). Each (row, scenario) cell must hold exactly one run."""
@@ -174,9 +174,9 @@ def quantile_name(q: float) -> str:
     return "p" + f"{q * 100:g}".replace(".", "")
 
 
-def _find_baseline(runs: Sequence[Run], baseline) -> tuple[list[Run], int]:
+def _find_baseline(runs: Sequence[RunFolder], baseline) -> tuple[list[RunFolder], int]:
     runs = list(runs)
-    if isinstance(baseline, Run):
+    if isinstance(baseline, RunFolder):
         for i, r in enumerate(runs):
             if r is baseline:
                 return runs, i
@@ -193,7 +193,7 @@ def _find_baseline(runs: Sequence[Run], baseline) -> tuple[list[Run], int]:
                 return runs, int(hits[0])
         raise ValueError(f"baseline: {baseline!r} is not one label or folder name of the runs "
                          f"(labels: {', '.join(facts['label'])})")
-    raise ValueError(f"baseline: give a Run, an index into runs, or a label/folder name, not {type(baseline).__name__}")
+    raise ValueError(f"baseline: give a RunFolder, an index into runs, or a label/folder name, not {type(baseline).__name__}")
 
 
 def _bootstrap_sample(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -202,11 +202,11 @@ def _bootstrap_sample(values: np.ndarray, rng: np.random.Generator) -> np.ndarra
     return rng.choice(values, size=MAX_BOOTSTRAP_VALUES, replace=False)
 
 
-def baseline_deltas(runs: Sequence[Run], baseline, quantiles: Sequence[float] = (0.5, 0.95, 0.99),
+def baseline_deltas(runs: Sequence[RunFolder], baseline, quantiles: Sequence[float] = (0.5, 0.95, 0.99),
                     n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Each non-baseline run against the baseline, one row per quantile.
 
-    ``baseline`` is a Run (added to ``runs`` if absent), an index into ``runs``, or a label or folder
+    ``baseline`` is a RunFolder (added to ``runs`` if absent), an index into ``runs``, or a label or folder
     name. Columns: the percentile of service latency over ok requests in both runs (ms, exact), the
     difference run - baseline with a bootstrap 95% CI (``scipy.stats.bootstrap``, two independent
     samples, percentile method), the speed-up baseline/run (above 1: the run is faster), and the
@@ -276,7 +276,7 @@ def baseline_deltas(runs: Sequence[Run], baseline, quantiles: Sequence[float] = 
 
 
 # ----------------------------------------------------------------------------------------------- output
-def compare_figure(runs: Sequence[Run], path: str | Path) -> Path:
+def compare_figure(runs: Sequence[RunFolder], path: str | Path) -> Path:
     """ECDF of service latency (ok requests) on a log x axis, one line per run label, with p50 (circle)
     and p99 (triangle) marked. Writes a PNG and closes the figure."""
     path = Path(path)

@@ -26,7 +26,7 @@ def write_comparison(run_paths, out: Path, baseline=None) -> tuple[str, list[Pat
     table = comparison_table(runs)
     deltas = baseline_deltas(runs, base_index)
     tables = {"runs": facts, "comparison": table, "baseline_deltas": deltas.set_index(["run", "quantile"])}
-    scenarios = {r.info.get("scenario") for r in runs}
+    scenarios = {r.record.scenario for r in runs}
     if len(scenarios) > 1:
         try:  # the paper's Tables 3 and 4: setups as rows, scenario x statistic as columns
             tables["table3_percentiles"] = paper_layout(runs)

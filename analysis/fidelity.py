@@ -33,7 +33,7 @@ from scipy import stats  # noqa: E402
 
 from burstbench.arrivals import Exponential, Gamma, make_distribution  # noqa: E402
 
-from .runs import Run, RunError  # noqa: E402
+from .runs import RunFolder, RunError  # noqa: E402
 from .figures import save_figure  # noqa: E402
 
 ALPHA = 0.01               # KS p-value below which the gaps are said not to fit
@@ -45,10 +45,10 @@ LATENESS_QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 WHICH = ("scheduled", "sent")
 
 
-def declared_distribution(run: Run) -> Exponential | Gamma:
+def declared_distribution(run: RunFolder) -> Exponential | Gamma:
     """The arrival distribution the run declared, rebuilt from run.json ``distribution``."""
-    info_path = run.path / "run.json"
-    spec = run.info.get("distribution")
+    info_path = run.record_path
+    spec = run.record.distribution
     if not isinstance(spec, dict):
         raise RunError(f"{info_path}: no 'distribution' object (expected process, mean_s and, for gamma, shape)")
     if spec.get("process") == "trace":  # a replayed trace is judged against its best-fitting gamma
@@ -60,14 +60,14 @@ def declared_distribution(run: Run) -> Exponential | Gamma:
         raise RunError(f"{info_path}: invalid 'distribution' {spec!r} ({err})") from None
 
 
-def _pacing(run: Run) -> str:
-    pacing = run.info.get("pacing")
+def _pacing(run: RunFolder) -> str:
+    pacing = run.record.pacing
     if pacing not in ("arrival", "think"):
-        raise RunError(f"{run.path / 'run.json'}: 'pacing' must be 'arrival' or 'think' (got {pacing!r})")
+        raise RunError(f"{run.record_path}: 'pacing' must be 'arrival' or 'think' (got {pacing!r})")
     return pacing
 
 
-def scheduled_gaps_s(run: Run) -> np.ndarray:
+def scheduled_gaps_s(run: RunFolder) -> np.ndarray:
     """The gaps the generator was asked to produce, in seconds.
 
     ``arrival`` pacing: differences of the sorted ``scheduled_epoch``; when run.json has
@@ -83,13 +83,13 @@ def scheduled_gaps_s(run: Run) -> np.ndarray:
             return np.array([], dtype=float)
         return pd.to_numeric(run.rows["think_s"], errors="coerce").dropna().to_numpy(dtype=float)
     scheduled = np.sort(run.rows["scheduled_epoch"].to_numpy(dtype=float))
-    start = (run.info.get("schedule") or {}).get("start_epoch")
+    start = None if run.record.schedule is None else run.record.schedule.start_epoch
     if start is None:
         return np.diff(scheduled)
     return np.diff(scheduled, prepend=float(start))
 
 
-def sent_gaps_s(run: Run) -> np.ndarray:
+def sent_gaps_s(run: RunFolder) -> np.ndarray:
     """Gaps between consecutive actual sends (sorted ``sent_epoch``): n - 1 gaps for n rows."""
     return np.diff(np.sort(run.rows["sent_epoch"].to_numpy(dtype=float)))
 
@@ -168,7 +168,7 @@ def fit_gaps(gaps_s, dist: Exponential | Gamma, which: str, alpha: float = ALPHA
                   fits=bool(ks.pvalue >= alpha))
 
 
-def fidelity_table(run: Run, alpha: float = ALPHA, seed: int = 0, n_mc_samples: int = AD_MC_SAMPLES,
+def fidelity_table(run: RunFolder, alpha: float = ALPHA, seed: int = 0, n_mc_samples: int = AD_MC_SAMPLES,
                    ad_max_n: int = AD_MAX_N) -> pd.DataFrame:
     """One row per set of gaps (index ``which``: scheduled, sent), columns the GapFit fields."""
     dist = declared_distribution(run)
@@ -177,7 +177,7 @@ def fidelity_table(run: Run, alpha: float = ALPHA, seed: int = 0, n_mc_samples: 
     return pd.DataFrame([asdict(f) for f in fits], columns=[f.name for f in fields(GapFit)]).set_index("which")
 
 
-def lateness_table(run: Run) -> pd.DataFrame:
+def lateness_table(run: RunFolder) -> pd.DataFrame:
     """Send lateness (actual minus scheduled send) in ms: exact p50/p95/p99 and max, one row."""
     lateness_ms = pd.to_numeric(run.rows["lateness_ms"], errors="coerce").dropna().to_numpy(dtype=float)
     record = {"n": len(lateness_ms)}
@@ -197,7 +197,7 @@ def _fit_clause(fit: pd.Series) -> str:
     return f"KS p = {_p(fit['ks_pvalue'])}, n = {int(fit['n'])}"
 
 
-def verdict(run: Run, alpha: float = ALPHA, table: pd.DataFrame | None = None) -> str:
+def verdict(run: RunFolder, alpha: float = ALPHA, table: pd.DataFrame | None = None) -> str:
     """One or two plain sentences for a report's first lines, from KS p-values.
 
     Pass ``table`` (from ``fidelity_table``) to reuse it; otherwise one is computed
@@ -207,7 +207,7 @@ def verdict(run: Run, alpha: float = ALPHA, table: pd.DataFrame | None = None) -
         table = fidelity_table(run, alpha=alpha, ad_max_n=0)
     pacing = _pacing(run)
     declared = str(declared_distribution(run))
-    if (run.info.get("distribution") or {}).get("process") == "trace":
+    if (run.record.distribution or {}).get("process") == "trace":
         declared = f"trace's best-fit {declared}"
     sched, sent = table.loc["scheduled"], table.loc["sent"]
     sched_name = "drawn think times" if pacing == "think" else "scheduled arrivals"

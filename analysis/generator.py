@@ -41,7 +41,7 @@ from burstbench.arrivals import make_distribution  # noqa: E402
 from . import wire  # noqa: E402
 from .fidelity import declared_distribution, fit_gaps, lateness_table, scheduled_gaps_s, sent_gaps_s  # noqa: E402
 from .figures import save_figure  # noqa: E402
-from .runs import Run  # noqa: E402
+from .runs import RunFolder  # noqa: E402
 
 
 
@@ -53,7 +53,7 @@ def achieved_rate_per_s(sent_epochs) -> float:
     return (len(sent) - 1) / float(sent[-1] - sent[0])
 
 
-def paced_metrics(run: Run) -> dict:
+def paced_metrics(run: RunFolder) -> dict:
     """Rates, lateness and distortion of one arrival-paced run (see the module docstring)."""
     dist = declared_distribution(run)
     rows = run.rows
@@ -62,12 +62,11 @@ def paced_metrics(run: Run) -> dict:
     fit_sent = fit_gaps(sent, dist, "sent", ad_max_n=0)
     fit_sched = fit_gaps(scheduled, dist, "scheduled", ad_max_n=0)
     w1 = stats.wasserstein_distance(sent, scheduled) / dist.mean if len(sent) and len(scheduled) else math.nan
-    counts = run.info.get("counts", {})
     return {
-        "sent": int(counts.get("sent", len(rows))),
+        "sent": _sent(run),
         "ok": int((rows["ok"] == 1).sum()),
         "failed": int((rows["ok"] != 1).sum()),
-        "complete": run.info.get("status") == "complete",
+        "complete": run.record.complete,
         "offered_per_s": 1.0 / dist.mean,
         "scheduled_per_s": achieved_rate_per_s(rows["scheduled_epoch"]),
         "achieved_per_s": achieved_rate_per_s(rows["sent_epoch"]),
@@ -85,21 +84,26 @@ def paced_metrics(run: Run) -> dict:
     }
 
 
-def closed_loop_metrics(run: Run) -> dict:
+def _sent(run: RunFolder) -> int:
+    """Requests sent, as run.json counts them (the rows when a version 1 record lacks the count)."""
+    counts = run.record.counts
+    return int(counts.sent if counts is not None and counts.sent is not None else len(run.rows))
+
+
+def closed_loop_metrics(run: RunFolder) -> dict:
     """What a self-paced run (Locust's constant_throughput) held: counts and achieved rate."""
     rows = run.rows
-    counts = run.info.get("counts", {})
     return {
-        "sent": int(counts.get("sent", len(rows))),
+        "sent": _sent(run),
         "ok": int((rows["ok"] == 1).sum()),
         "failed": int((rows["ok"] != 1).sum()),
-        "complete": run.info.get("status") == "complete",
+        "complete": run.record.complete,
         "achieved_per_s": achieved_rate_per_s(rows["sent_epoch"]),
         **cpu_metrics(run),
     }
 
 
-def cpu_metrics(run: Run) -> dict:
+def cpu_metrics(run: RunFolder) -> dict:
     """The load processes' CPU per request while sending (generator.csv; first sample of each left out)."""
     g = run.generator
     if g is None or g.empty:

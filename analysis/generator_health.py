@@ -94,12 +94,14 @@ def _cell(column: str, value) -> str:
     return f"{value:.6f}" if column in ("epoch", "interval_s") else f"{value:.4f}"
 
 
-def busy_waits(info: dict) -> bool:
-    """Whether run.json says the sends were paced by busy-waiting (``dispatcher`` mode ``spin``).
+def busy_waits(dispatcher: dict | str | None) -> bool:
+    """Whether run.json's ``dispatcher`` says the sends were paced by busy-waiting (mode ``spin``).
 
     Such a process shows 100 % of a core by design: its CPU use says nothing about keeping up.
+    A whole run.json dict (no ``mode`` key) is read for its ``dispatcher``.
     """
-    dispatcher = info.get("dispatcher")
+    if isinstance(dispatcher, dict) and "mode" not in dispatcher:
+        dispatcher = dispatcher.get("dispatcher")
     mode = dispatcher.get("mode") if isinstance(dispatcher, dict) else dispatcher
     return mode == "spin"
 

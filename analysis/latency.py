@@ -7,14 +7,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .runs import Run
+from .runs import RunFolder
 
 QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 REPORT_QUANTILES = {**QUANTILES, "p99.9": 0.999}
 LATENCY_COLUMNS = {"service": "latency_ms", "schedule-corrected": "corrected_latency_ms"}
 
 
-def summarise(run: Run) -> pd.DataFrame:
+def summarise(run: RunFolder) -> pd.DataFrame:
     """One row per latency kind: count, failures, p50/p95/p99, min/avg/max, in ms.
 
     Percentiles are exact (numpy's linear interpolation over every successful request),
@@ -57,7 +57,7 @@ def percentile_cis(values_ms: np.ndarray, quantiles: dict[str, float] = REPORT_Q
     return pd.DataFrame(out).set_index("percentile")
 
 
-def latency_table(run: Run, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+def latency_table(run: RunFolder, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Long table: for service and schedule-corrected latency, p50..p99.9 with CIs, then min/avg/max."""
     parts = []
     for kind, column in LATENCY_COLUMNS.items():
@@ -71,7 +71,7 @@ def latency_table(run: Run, n_resamples: int = 2000, seed: int = 0) -> pd.DataFr
     return pd.concat(parts).reset_index().set_index(["latency", "percentile"])
 
 
-def locust_percentiles(run: Run) -> pd.DataFrame | None:
+def locust_percentiles(run: RunFolder) -> pd.DataFrame | None:
     """Locust's own (bucketed) aggregated percentiles from its CSV, to show beside the exact ones."""
     path = run.path / "locust_stats.csv"
     if not path.is_file():
@@ -93,7 +93,7 @@ def locust_percentiles(run: Run) -> pd.DataFrame | None:
     return pd.DataFrame({"locust (bucketed)": values})
 
 
-def batch_sizes(run: Run) -> pd.Series:
+def batch_sizes(run: RunFolder) -> pd.Series:
     """How many successful requests ran in batches of each size, as the service reported them."""
     if "batch_size" not in run.rows:
         return pd.Series(dtype=int, name="requests")
@@ -101,19 +101,19 @@ def batch_sizes(run: Run) -> pd.Series:
     return sizes.value_counts().sort_index().rename("requests").rename_axis("batch_size")
 
 
-def run_facts(run: Run) -> dict:
+def run_facts(run: RunFolder) -> dict:
     """Offered versus achieved rate, lateness and batching: the context a latency table needs."""
-    rows, info = run.rows, run.info
+    rows, record = run.rows, run.record
     sent = rows["sent_epoch"].to_numpy(dtype=float)
     duration_s = float(sent.max() - sent.min()) if len(sent) > 1 else float("nan")
     batch = batch_sizes(run)
-    dist = info.get("distribution", {})
+    dist = record.distribution or {}
     batched = int(batch[batch.index > 1].sum()) if len(batch) else 0
     return {
-        "scenario": info.get("scenario"),
+        "scenario": record.scenario,
         "process": dist.get("label"),
-        "pacing": info.get("pacing"),
-        "users": info.get("users"),
+        "pacing": record.pacing,
+        "users": record.users,
         "duration_s": duration_s,
         "offered_rate_per_s": dist.get("rate_per_s"),
         "achieved_rate_per_s": (len(rows) - 1) / duration_s if duration_s > 0 else float("nan"),

@@ -18,7 +18,9 @@ from .fidelity import (declared_distribution, fidelity_table, gap_figure, latene
                        sent_gaps_s, verdict)
 from .generator_health import CPU_LIMIT_PERCENT, GENERATOR_FILE, LATENESS_LIMIT_MS, LOOP_DELAY_LIMIT_MS
 from .latency import batch_sizes, latency_table, locust_percentiles, run_facts
-from .runs import Run, load_run
+from burstbench.record import Machine
+
+from .runs import RunFolder, load_run
 from .summary import generator_lines, latency_figure, summarise
 from .timeline import timeline, timeline_figure
 
@@ -34,15 +36,15 @@ class Section:
     csv: dict[str, pd.DataFrame] = field(default_factory=dict)  # numeric versions of formatted tables
 
 
-def build_sections(run: Run, out: Path) -> list[Section]:
+def build_sections(run: RunFolder, out: Path) -> list[Section]:
     facts = run_facts(run)
     dist = declared_distribution(run)
-    status = run.info.get("status", "unknown")
+    status = run.record.status or "unknown"
     fid = fidelity_table(run)
     headline = [verdict(run, table=fid)]
     if run.partial:
         headline.append(f"PARTIAL RUN: status '{status}', {facts['dropped_rows']} incomplete rows dropped; "
-                        f"{len(run.rows)} of {run.info.get('requests_planned', '?')} planned requests are analysed.")
+                        f"{len(run.rows)} of {run.record.requests_planned or '?'} planned requests are analysed.")
     failures = facts["failure_kinds"]
     headline.append(f"{len(run.ok_rows)} of {len(run.rows)} requests succeeded"
                     + (f"; failures by kind: {failures}." if failures else "."))
@@ -55,9 +57,9 @@ def build_sections(run: Run, out: Path) -> list[Section]:
         "users": facts["users"], "requests sent": len(run.rows), "duration (s)": round(facts["duration_s"], 1),
         "offered rate (req/s)": facts["offered_rate_per_s"],
         "achieved rate (req/s)": round(facts["achieved_rate_per_s"], 3),
-        "target": _target_label(run.info.get("target") or {}),
-        "git commit": (run.info.get("git") or {}).get("commit"),
-        "machine": _machine_label(run.info.get("machine") or {}),
+        "target": _target_label(run.record.target or {}),
+        "git commit": None if run.record.git is None else run.record.git.commit,
+        "machine": _machine_label(run.record.machine),
     }})
 
     lat = latency_table(run)  # long and numeric: what latency.csv holds
@@ -155,15 +157,17 @@ def _target_label(target: dict) -> str:
     return label + (" (UNTRAINED: labels meaningless, cost realistic)" if target.get("untrained") else "")
 
 
-def _machine_label(machine: dict) -> str:
-    return f"{machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('memory_gib')} GiB"
+def _machine_label(machine: Machine | None) -> str:
+    if machine is None:
+        return "None, None cores, None GiB"
+    return f"{machine.cpu}, {machine.cores} cores, {machine.memory_gib} GiB"
 
 
 def _fmt(table: pd.DataFrame) -> pd.DataFrame:
     return table.map(lambda v: ("n/a" if pd.isna(v) else f"{v:.4g}") if isinstance(v, float) else v)
 
 
-def to_markdown(run: Run, sections: list[Section], out: Path) -> str:
+def to_markdown(run: RunFolder, sections: list[Section], out: Path) -> str:
     lines = [f"# Run report: {run.name}", ""]
     for s in sections:
         lines += [f"## {s.title}", ""]
@@ -176,7 +180,7 @@ def to_markdown(run: Run, sections: list[Section], out: Path) -> str:
     return "\n".join(lines)
 
 
-def to_html(run: Run, sections: list[Section]) -> str:
+def to_html(run: RunFolder, sections: list[Section]) -> str:
     """Self-contained: figures embedded as data URIs, no scripts, no external resources."""
     body = [f"<h1>Run report: {html.escape(run.name)}</h1>"]
     for s in sections:

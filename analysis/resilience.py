@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .runs import Run, RunError, load_run
+from .runs import RunFolder, RunError, load_run
 
 DISRUPTIONS_FILE = "disruptions.json"
 DEFAULT_RECOVERY = {"consecutive_ok": 10, "latency_factor": 3.0, "min_threshold_ms": 100.0}
@@ -33,7 +33,7 @@ COLUMNS = ("window", "at_s", "sent", "ok", "failed", "failure_kinds", "first_fai
            "worst_ok_latency_ms", "in_flight_failed", "ready_again_s")
 
 
-def load_disruptions(run: Run) -> dict:
+def load_disruptions(run: RunFolder) -> dict:
     path = run.path / DISRUPTIONS_FILE
     if not path.is_file():
         raise RunError(f"{path}: missing (not a resilience run? run: burstbench resilience run --plan NAME)")
@@ -51,8 +51,25 @@ def load_disruptions(run: Run) -> dict:
     return doc
 
 
-def recovery_settings(run: Run) -> dict:
-    settings = {**DEFAULT_RECOVERY, **((run.info.get("resilience") or {}).get("recovery") or {})}
+def disruption_items(run: RunFolder, doc: dict) -> list[dict]:
+    """Each disruption: when and what from run.json's events (kind ``disruption``), what was observed from ``doc``.
+
+    The record's events are appended by the harness when each disruption happens (format version
+    2); a version 1 record's events were markers written afterwards, so its disruptions come from
+    disruptions.json alone.
+    """
+    items = doc["disruptions"]
+    if (run.record.schema_version or 1) < 2:
+        return items
+    marks = run.record.events_of("disruption")
+    if len(marks) != len(items):
+        raise RunError(f"{run.record_path}: {len(marks)} disruption events, but {run.path / DISRUPTIONS_FILE} "
+                       f"lists {len(items)} disruptions")
+    return [{**item, "epoch": mark.epoch, "label": mark.label} for mark, item in zip(marks, items)]
+
+
+def recovery_settings(run: RunFolder) -> dict:
+    settings = {**DEFAULT_RECOVERY, **((run.record.resilience or {}).get("recovery") or {})}
     return {"consecutive_ok": int(settings["consecutive_ok"]), "latency_factor": float(settings["latency_factor"]),
             "min_threshold_ms": float(settings["min_threshold_ms"])}
 
@@ -78,11 +95,11 @@ def recovery_offset_s(sent_s: np.ndarray, good: np.ndarray, consecutive_ok: int)
     return float(sent_s[after[0]]) if after.size else None
 
 
-def resilience_table(run: Run, doc: dict | None = None) -> pd.DataFrame:
+def resilience_table(run: RunFolder, doc: dict | None = None) -> pd.DataFrame:
     """One row per window (steady, then each disruption) and a total row; see the module's docstring."""
     doc = doc or load_disruptions(run)
     settings = recovery_settings(run)
-    items = doc["disruptions"]
+    items = disruption_items(run, doc)
     rows = run.rows.sort_values("sent_epoch", kind="stable")
     sent = rows["sent_epoch"].to_numpy(dtype=float)
     done = sent + rows["latency_ms"].to_numpy(dtype=float) / 1000
@@ -139,7 +156,7 @@ def _kinds(values: np.ndarray) -> str:
     return ", ".join(f"{kind} {n}" for kind, n in counts.items()) if len(counts) else ""
 
 
-def check_totals(run: Run, table: pd.DataFrame) -> list[str]:
+def check_totals(run: RunFolder, table: pd.DataFrame) -> list[str]:
     """Problems with the accounting (empty when the windows add up to the run's counts)."""
     total = table.iloc[-1]
     problems = []
@@ -147,9 +164,9 @@ def check_totals(run: Run, table: pd.DataFrame) -> list[str]:
         problems.append(f"sent {total['sent']} != ok {total['ok']} + failed {total['failed']}")
     if total["sent"] != len(run.rows):
         problems.append(f"windows hold {total['sent']} requests, the run {len(run.rows)}")
-    counts = run.info.get("counts") or {}
-    if counts.get("rows") is not None and counts["rows"] != total["sent"]:
-        problems.append(f"run.json counts {counts['rows']} rows, the windows {total['sent']}")
+    counts = run.record.counts
+    if counts is not None and counts.rows is not None and counts.rows != total["sent"]:
+        problems.append(f"run.json counts {counts.rows} rows, the windows {total['sent']}")
     if run.dropped_rows:
         problems.append(f"{run.dropped_rows} incomplete rows in requests.csv were left out")
     return problems
@@ -166,15 +183,16 @@ def format_table(table: pd.DataFrame) -> str:
     return shown.to_markdown(index=False)
 
 
-def report_text(run: Run, table: pd.DataFrame, doc: dict) -> str:
+def report_text(run: RunFolder, table: pd.DataFrame, doc: dict) -> str:
     a = table.attrs
     problems = check_totals(run, table)
-    dist = (run.info.get("distribution") or {}).get("label")
-    res = run.info.get("resilience") or {}
+    record = run.record
+    dist = (record.distribution or {}).get("label")
+    res = record.resilience or {}
     lines = [f"# Resilience run {run.name}", "",
              f"plan {res.get('plan', doc.get('plan'))}, target {doc.get('target')}"
              + (f", server supervisor: {res.get('supervisor')}" if res.get("supervisor") else "")
-             + f"; load {dist}, request timeout {run.info.get('request_timeout_s')} s, {run.info.get('users')} users",
+             + f"; load {dist}, request timeout {record.request_timeout_s} s, {record.users} users",
              (f"steady p99 {a['steady_p99_ms']:.1f} ms (exact, ok requests sent in the second half of the time before "
               f"the first disruption); a request is good "
               f"when ok within {a['threshold_ms']:.1f} ms = max({a['latency_factor']:g} x p99, {a['min_threshold_ms']:g} ms); "

@@ -1,20 +1,20 @@
-"""Read one results folder: its per-request rows and run.json, with clear errors."""
+"""Read one results folder: its per-request rows and its run record (run.json), with clear errors.
+
+The folder's format is ``burstbench.record``: requests.csv's columns (``ROW_COLUMNS``) and run.json's
+typed, versioned record, validated against the shipped JSON Schema every time it is loaded.
+"""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from burstbench.record import RECORD_FILE, ROW_COLUMN_NAMES, ROWS_FILE, RecordError, RunRecord, load_record
+
 from .generator_health import GENERATOR_COLUMNS, GENERATOR_FILE
 
-ROWS_FILE = "requests.csv"
-# The rows schema written by locustfiles/recording.py (a test keeps the two in step).
-KNOWN_COLUMNS = ("request_index", "user", "scheduled_epoch", "sent_epoch", "lateness_ms", "latency_ms",
-                 "corrected_latency_ms", "status", "ok", "failure_kind", "failure_text", "batch_size",
-                 "text_index", "text_chars", "tokens", "truncated", "label", "think_s", "worker",
-                 "e2e_latency_ms", "claim_late_ms", "new_connection")
+KNOWN_COLUMNS = ROW_COLUMN_NAMES  # the names of burstbench.record.ROW_COLUMNS (no second list)
 REQUIRED_COLUMNS = ("request_index", "scheduled_epoch", "sent_epoch", "lateness_ms", "latency_ms",
                     "corrected_latency_ms", "status", "ok", "failure_kind")
 NUMERIC_COLUMNS = ("request_index", "scheduled_epoch", "sent_epoch", "lateness_ms", "latency_ms",
@@ -26,9 +26,11 @@ class RunError(ValueError):
 
 
 @dataclass(frozen=True)
-class Run:
+class RunFolder:
+    """One run folder as the analysis reads it: the typed record (run.json) and the rows (requests.csv)."""
+
     path: Path
-    info: dict
+    record: RunRecord
     rows: pd.DataFrame
     dropped_rows: int = 0  # incomplete rows (a truncated last line): reported as partial, never as zero
     # The load processes' own samples (generator.csv: CPU, loop delay, lateness per interval and
@@ -36,29 +38,36 @@ class Run:
     generator: pd.DataFrame | None = None
 
     @property
+    def info(self) -> dict:
+        """run.json as a plain dict (the record's fields; prefer ``record``)."""
+        return self.record.to_dict()
+
+    @property
     def partial(self) -> bool:
-        return self.dropped_rows > 0 or self.info.get("status") != "complete"
+        return self.dropped_rows > 0 or self.record.status != "complete"
 
     @property
     def name(self) -> str:
         return self.path.name
 
     @property
+    def record_path(self) -> Path:
+        return self.path / RECORD_FILE
+
+    @property
     def ok_rows(self) -> pd.DataFrame:
         return self.rows[self.rows["ok"] == 1]
 
 
-def load_run(path: str | Path) -> Run:
+def load_run(path: str | Path) -> RunFolder:
     path = Path(path)
     if not path.is_dir():
         raise RunError(f"{path}: no such results folder")
-    info_path, rows_path = path / "run.json", path / ROWS_FILE
-    if not info_path.is_file():
-        raise RunError(f"{info_path}: missing (every run folder has one)")
+    rows_path = path / ROWS_FILE
     try:
-        info = json.loads(info_path.read_text())
-    except json.JSONDecodeError as err:
-        raise RunError(f"{info_path}: not valid JSON ({err})") from None
+        record = load_record(path)
+    except RecordError as err:
+        raise RunError(str(err)) from None
     if not rows_path.is_file():
         raise RunError(f"{rows_path}: missing")
     try:
@@ -79,8 +88,9 @@ def load_run(path: str | Path) -> Run:
         raise RunError(f"{rows_path}: no complete row (corrupt file?)")
     rows = rows.loc[complete].copy()
     rows[list(NUMERIC_COLUMNS)] = numeric.loc[complete]
-    return Run(path=path, info=info, rows=rows.sort_values("request_index", kind="stable").reset_index(drop=True),
-               dropped_rows=int((~complete).sum()), generator=load_generator(path / GENERATOR_FILE))
+    return RunFolder(path=path, record=record,
+                     rows=rows.sort_values("request_index", kind="stable").reset_index(drop=True),
+                     dropped_rows=int((~complete).sum()), generator=load_generator(path / GENERATOR_FILE))
 
 
 def load_generator(path: Path) -> pd.DataFrame | None:

@@ -11,21 +11,21 @@ import pandas as pd  # noqa: E402
 
 from .generator_health import busy_waits, generator_verdict  # noqa: E402
 from .latency import QUANTILES, run_facts, summarise  # noqa: E402
-from .runs import Run, load_run  # noqa: E402
+from .runs import RunFolder, load_run  # noqa: E402
 from .figures import save_figure  # noqa: E402
 
 
-def generator_lines(run: Run, lateness_p99_ms: float) -> list[str]:
+def generator_lines(run: RunFolder, lateness_p99_ms: float) -> list[str]:
     """The generator verdict of a run that recorded generator.csv ([] when it kept up, or has none).
 
     ``lateness_p99_ms``: the send lateness p99 over all rows (every load process together).
     """
     if run.generator is None:
         return []
-    return generator_verdict(run.generator, lateness_p99_ms, busy_wait=busy_waits(run.info))
+    return generator_verdict(run.generator, lateness_p99_ms, busy_wait=busy_waits(run.record.dispatcher))
 
 
-def format_summary(run: Run, table: pd.DataFrame, facts: dict) -> str:
+def format_summary(run: RunFolder, table: pd.DataFrame, facts: dict) -> str:
     """The run's first lines (the generator verdict when it limited the run), then the table."""
     shown = table.copy()
     for col in [*QUANTILES, "min", "avg", "max"]:
@@ -43,7 +43,7 @@ def format_summary(run: Run, table: pd.DataFrame, facts: dict) -> str:
     return header + "\nlatency in ms, exact percentiles over successful requests:\n" + shown.to_string()
 
 
-def latency_figure(run: Run, table: pd.DataFrame, path: Path) -> Path:
+def latency_figure(run: RunFolder, table: pd.DataFrame, path: Path) -> Path:
     values = run.ok_rows["latency_ms"].to_numpy(dtype=float)
     fig, ax = plt.subplots(figsize=(7, 4))
     if len(values):
@@ -54,7 +54,7 @@ def latency_figure(run: Run, table: pd.DataFrame, path: Path) -> Path:
         ax.legend()
     ax.set_xlabel("service latency (ms)")
     ax.set_ylabel("requests")
-    ax.set_title(f"{run.name}\n{run.info.get('distribution', {}).get('label')}, pacing {run.info.get('pacing')}",
+    ax.set_title(f"{run.name}\n{(run.record.distribution or {}).get('label')}, pacing {run.record.pacing}",
                  fontsize=9)
     return save_figure(fig, path)
 

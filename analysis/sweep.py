@@ -105,7 +105,7 @@ def step_metrics(run_dir: str | Path, record: dict, plan: dict, service: dict | 
     """One row of the step table for the run folder of one step."""
     run = load_run(run_dir)
     rows, ok_rows = run.rows, run.ok_rows
-    counts = run.info.get("counts", {})
+    counts = run.record.counts
     sched = rows["scheduled_epoch"].to_numpy(dtype=float)
     duration_s = float(sched.max() - sched.min()) if len(rows) > 1 else 0.0
     done = (ok_rows["sent_epoch"] + ok_rows["latency_ms"] / 1000.0).to_numpy(dtype=float)
@@ -132,14 +132,14 @@ def step_metrics(run_dir: str | Path, record: dict, plan: dict, service: dict | 
                lateness_max_ms=float(lateness.max()))
     batch = pd.to_numeric(ok_rows.get("batch_size", pd.Series(dtype=float)), errors="coerce").dropna()
     row["batch_mean"] = float(batch.mean()) if len(batch) else float("nan")
-    row["counts_add_up"] = bool(counts.get("consistent")) and counts.get("sent") == len(rows) == \
-        counts.get("ok", -1) + counts.get("failed", -1)
+    row["counts_add_up"] = counts is not None and bool(counts.consistent) and counts.sent == len(rows) == \
+        (counts.ok if counts.ok is not None else -1) + (counts.failed if counts.failed is not None else -1)
     if service is not None:
         row["rho"] = offered * service["mean_ms"] / 1000.0
         row["kingman_ms"] = kingman_latency_ms(offered, service["mean_ms"], service["cs2"], arrival_ca2(record))
     else:
         row["rho"] = row["kingman_ms"] = float("nan")
-    row["valid"] = (run.info.get("status") == "complete" and not run.partial and len(rows) >= plan["min_requests"]
+    row["valid"] = (run.record.complete and not run.partial and len(rows) >= plan["min_requests"]
                     and duration_s >= plan["min_duration_s"])
     row["meets_slo"] = bool(row["valid"] and row["slo_p99_ms"] <= plan["slo_p99_ms"])
     failed_share = row["failed"] / max(1, len(rows))

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .generator_health import CPU_LIMIT_PERCENT, LOOP_DELAY_LIMIT_MS  # noqa: E402
-from .runs import Run, RunError  # noqa: E402
+from .runs import RunFolder, RunError  # noqa: E402
 from .figures import save_figure  # noqa: E402
 
 TARGET_WINDOWS = 40
@@ -48,12 +48,12 @@ def default_window_s(span_s: float) -> float:
     return max(MIN_WINDOW_S, math.ceil(round(raw_s / step, 9)) * step)
 
 
-def _offsets_s(run: Run) -> np.ndarray:
+def _offsets_s(run: RunFolder) -> np.ndarray:
     sent = run.rows["sent_epoch"].to_numpy(dtype=float)
     return sent - sent.min()
 
 
-def timeline(run: Run, window_s: float | None = None) -> pd.DataFrame:
+def timeline(run: RunFolder, window_s: float | None = None) -> pd.DataFrame:
     """Per-window counts, rates and service-latency percentiles, binned by send time.
 
     Index ``window_start_s``: window start in seconds since the first send; every window from
@@ -87,34 +87,23 @@ def timeline(run: Run, window_s: float | None = None) -> pd.DataFrame:
     return table
 
 
-def events(run: Run) -> pd.DataFrame:
-    """run.json's optional ``events`` ([{"epoch", "label"}]) as ``offset_s`` since the first send.
+def events(run: RunFolder) -> pd.DataFrame:
+    """The record's events (disruptions and the like) as ``offset_s`` since the first send, with their labels.
 
-    Absent: an empty table. Malformed: a RunError naming run.json.
+    None: an empty table. A malformed event never gets here: loading the record validates it
+    (a RunError naming run.json and the event).
     """
-    raw = run.info.get("events")
-    if raw is None:
-        return pd.DataFrame({"offset_s": pd.Series(dtype=float), "label": pd.Series(dtype=str)})
-    info_path = run.path / "run.json"
-    if not isinstance(raw, list):
-        raise RunError(f"{info_path}: 'events' must be a list of {{\"epoch\": seconds, \"label\": text}}")
     first_sent = float(run.rows["sent_epoch"].min())
     records = []
-    for i, event in enumerate(raw):
-        try:
-            epoch = float(event["epoch"])
-            label = str(event["label"])
-        except (TypeError, KeyError, ValueError):
-            raise RunError(f"{info_path}: events[{i}] must have a numeric 'epoch' and a 'label' "
-                           f"(got {event!r})") from None
-        if not math.isfinite(epoch):
-            raise RunError(f"{info_path}: events[{i}] has a non-finite epoch {event['epoch']!r}")
-        records.append({"offset_s": epoch - first_sent, "label": label})
-    return pd.DataFrame(records, columns=["offset_s", "label"]).sort_values("offset_s", kind="stable",
-                                                                             ignore_index=True)
+    for i, event in enumerate(run.record.events):
+        if not math.isfinite(event.epoch):
+            raise RunError(f"{run.record_path}: events[{i}] has a non-finite epoch {event.epoch!r}")
+        records.append({"offset_s": event.epoch - first_sent, "label": event.label})
+    return pd.DataFrame(records, columns=["offset_s", "label"]).astype({"offset_s": float, "label": str}).sort_values(
+        "offset_s", kind="stable", ignore_index=True)
 
 
-def timeline_figure(run: Run, path: str | Path, window_s: float | None = None) -> Path:
+def timeline_figure(run: RunFolder, path: str | Path, window_s: float | None = None) -> Path:
     """Panels sharing x: requests/s and failures/s; p50 and p95 service latency; event markers.
 
     With generator.csv two more: CPU % of a core and event-loop delay, per load process.
@@ -149,8 +138,8 @@ def timeline_figure(run: Run, path: str | Path, window_s: float | None = None) -
             ax.axvline(offset_s, color="black", linestyle=":", linewidth=1)
         ax_rate.annotate(label, xy=(offset_s, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -2),
                          textcoords="offset points", rotation=90, ha="left", va="top", fontsize=7)
-    dist = run.info.get("distribution") or {}
-    ax_rate.set_title(f"{run.name}\n{dist.get('label')}, pacing {run.info.get('pacing')}", fontsize=9)
+    dist = run.record.distribution or {}
+    ax_rate.set_title(f"{run.name}\n{dist.get('label')}, pacing {run.record.pacing}", fontsize=9)
     return save_figure(fig, path)
 
 

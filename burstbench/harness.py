@@ -178,7 +178,7 @@ def new_run_dir(results_dir: Path, name: str) -> Path:
 # ("must be a new or empty folder"). Until they skip that check, a run with processes > 1 is told
 # ``--results-dir RUN_DIR`` (new and empty, so the one folder in it is this run's), and ``Locust.written()``
 # moves what it wrote up into RUN_DIR itself.
-WORKERS_TAKE_RUN_DIR = False
+WORKERS_TAKE_RUN_DIR = True
 
 
 def locust_command(locustfile: Path, host: str, run_dir: Path, args: list[str] = (), *,

@@ -83,8 +83,8 @@ def parse(argv: list[str]):
         elif positional in SCENARIO_NAMES:
             given["scenario"] = positional
         else:
-            raise ValueError(f"SCENARIO must be one of {', '.join(SCENARIO_NAMES)}, or trace with --trace FILE "
-                             f"(got {positional!r})")
+            raise ValueError(f"--scenario must be one of {', '.join(SCENARIO_NAMES)} (or trace, with --trace FILE; "
+                             f"got {positional!r})")
     try:
         spec = spec_from_file(config, given) if config else LoadSpec.from_values(given)
     except SpecError as err:
@@ -100,7 +100,8 @@ def _check_service(spec: LoadSpec, service: dict) -> dict:
     if spec.host is not None:
         given = [flag_of(k) for k in service]
         if given:
-            raise ValueError(f"{', '.join(given)} configure the bundled service; with --host burstbench serves "
+            verb = "configures" if len(given) == 1 else "configure"
+            raise ValueError(f"{', '.join(given)} {verb} the bundled service; with --host burstbench serves "
                              "nothing (drop them, or drop --host)")
         return {}
     if spec.request:

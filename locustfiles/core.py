@@ -17,6 +17,7 @@ from locust import FastHttpUser, HttpUser, events
 from locust.exception import StopUser
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
 
+import argparse
 import gc
 import json
 import os
@@ -33,21 +34,21 @@ import gevent
 import gevent.event
 import numpy as np
 
-from burstbench.arrivals import ArrivalSchedule, SlotDispenser, make_distribution, scenario, think_time
-from burstbench.arrivals.dispatch import MODES as DISPATCH_MODES, Dispatcher, check_mode
-from burstbench.arrivals.schedule import check_requests, check_seed
+from burstbench.arrivals import ArrivalSchedule, SlotDispenser, think_time
+from burstbench.arrivals.dispatch import Dispatcher, check_mode
+from burstbench.spec import FIELDS as SPEC_FIELDS, REQUEST_FIELDS, LoadSpec, flag_of
 from burstbench.arrivals.traces import Trace
 from burstbench.locustfiles.endpoint import redact_argv
-from burstbench.locustfiles.flags import number
 from burstbench.locustfiles.progress import progress_line
 from burstbench.locustfiles.distributed import Coordinator, WorkerSide
 from burstbench.locustfiles import stamps
 from burstbench.locustfiles.self_monitor import GENERATOR_FILE, GeneratorMonitor, generator_verdict, write_csv
 from burstbench.locustfiles.recording import FLUSH_EVERY_S, RowBuffer, RowRecorder, check_run_dir, make_run_dir
-from burstbench.locustfiles.run_info import git_commit, machine, package_versions
-from burstbench.locustfiles.texts import DEFAULT_COLUMN, PAPER_SUBSET, TextSubset, load_texts
+from burstbench.locustfiles.run_info import build_record
+from burstbench.record import write_record
+from burstbench.locustfiles.texts import TextSubset, load_texts
 
-PACINGS = ("arrival", "think")
+LOCUST_FIELDS = tuple(f for f in SPEC_FIELDS if f.locust)
 REACHABLE_TIMEOUT_S = 3.0
 _EPOCH_OFFSET_S = time.time() - time.perf_counter()  # the clock of closed-loop rows (no dispatcher)
 START_LEAD_S = 0.2      # a single process's schedule starts this long after its users are spawned and warmed
@@ -58,35 +59,17 @@ BUILD_LEAD_S = 0.0003   # a stamped sender wakes this much (plus the dispatcher'
 
 
 def add_run_arguments(parser, dataset_help: str) -> None:
+    """The load spec's flags (``burstbench.spec``, declared once), plus where this run's folder goes."""
     g = parser.add_argument_group("burstbench", "arrival process, pacing, texts and results")
-    g.add_argument("--scenario", default="steady",
-                   help="steady (exponential), moderate (gamma 1.2) or extreme (gamma 0.8); default steady")
-    g.add_argument("--arrival", default=None, help="exponential or gamma: overrides the scenario's process")
-    g.add_argument("--shape", type=str, default=None, help="gamma shape (> 0); < 1 is burstier than Poisson")
-    g.add_argument("--mean", type=str, default=None, help="mean gap between requests in seconds (> 0); default 2")
-    g.add_argument("--trace", default=None,
-                   help="replay the arrival times in this CSV/JSONL/Parquet file instead of a generated process "
-                        "(--mean rescales it to that mean gap)")
-    g.add_argument("--trace-column", default="timestamp",
-                   help="the trace's timestamp column: seconds, or date-times (default: timestamp)")
-    g.add_argument("--pacing", default="arrival",
-                   help="arrival (default: a schedule fixed ahead) or think (the paper's closed loop)")
-    g.add_argument("--requests", type=str, default=None,
-                   help="requests to send, then stop (>= 1; default 1000, or every timestamp of --trace)")
-    g.add_argument("--seed", type=str, default="0", help="seed of the schedule and the texts (integer >= 0)")
-    g.add_argument("--dataset", default="bundled", help=dataset_help)
-    g.add_argument("--text-column", default=DEFAULT_COLUMN, help="the dataset's column of texts (default: text)")
-    g.add_argument("--subset", type=str, default=str(PAPER_SUBSET), help="size of the seeded text subset")
-    g.add_argument("--results-dir", default="results", help="where the run folder is created")
-    g.add_argument("--run-name", default=None, help="suffix of the run folder (default: the scenario)")
+    for f in LOCUST_FIELDS:
+        g.add_argument(flag_of(f.name), default=None if f.default is None else str(f.default),
+                       help=dataset_help if f.name == "dataset" else f.help)
+    # The harness's whole spec (users, workers, target), recorded in run.json as given; without it the
+    # plugin records its own flags with Locust's users and host (see ``recorded_spec``).
+    g.add_argument("--spec-json", default=None, help=argparse.SUPPRESS)
     g.add_argument("--run-dir", default=None,
                    help="the exact run folder to write (must not exist yet, or be empty); default "
                         "<results-dir>/<UTC time>-<run-name>. Harnesses pass it so they never guess the folder")
-    g.add_argument("--request-timeout", type=str, default="30", help="seconds before a request counts as timed out")
-    g.add_argument("--progress-every", type=str, default="10", help="seconds between progress lines (> 0)")
-    g.add_argument("--dispatcher", default="auto",
-                   help=f"how arrival-paced senders wait for their slot: auto (default: timerfd on Linux, else spin), "
-                        f"{', '.join(DISPATCH_MODES)} (sleep = gevent.sleep, millisecond-coarse; see arrivals/dispatch.py)")
 
 
 @dataclass(frozen=True)
@@ -108,57 +91,62 @@ class RunPlan:
     dispatcher: str = "timerfd"
     run_dir: Path | None = None
 
+    spec: LoadSpec | None = None
+
     @classmethod
     def from_options(cls, o, role: str = "local") -> "RunPlan":
         """``role`` is local, master or worker; a worker gets its slots from the master, never from a trace file."""
-        mean = None if o.mean is None else number("--mean", o.mean, float, "a number > 0", lambda v: 0 < v < float("inf"))
-        shape = None if o.shape is None else number("--shape", o.shape, float, "a number > 0", lambda v: 0 < v < float("inf"))
+        spec = LoadSpec.from_values({f.name: getattr(o, f.name, None) for f in LOCUST_FIELDS})
+        return cls.from_spec(spec, role, run_dir=getattr(o, "run_dir", None))
+
+    @classmethod
+    def from_spec(cls, spec: LoadSpec, role: str = "local", run_dir: str | None = None) -> "RunPlan":
         trace = None
-        if o.trace is not None:
-            if o.arrival is not None or shape is not None:
-                raise ValueError("--trace replays a file's arrival times: it cannot be combined with --arrival or --shape")
+        if spec.trace is not None:
             if role != "worker":
-                trace = Trace.load(o.trace, o.trace_column, mean)
-            dist, name = trace, f"trace-{Path(o.trace).stem}"
-        elif o.arrival is None:
-            if shape is not None:
-                raise ValueError("--shape needs --arrival gamma (the scenarios fix their own shape)")
-            dist, name = scenario(o.scenario, mean), o.scenario
+                trace = Trace.load(spec.trace, spec.trace_column, spec.mean_s)
+            dist = trace
         else:
-            dist = make_distribution(o.arrival, 2.0 if mean is None else mean, shape)
-            name = f"{dist.kind}" + (f"-a{dist.shape:g}" if dist.kind == "gamma" else "")
-        if o.pacing not in PACINGS:
-            raise ValueError(f"--pacing must be one of {', '.join(PACINGS)} (got {o.pacing!r})")
-        if o.pacing == "think" and trace is not None:
-            raise ValueError("--pacing think cannot replay --trace: a trace is a schedule of arrival times (use arrival)")
-        if o.pacing == "think" and role != "local":
+            dist = spec.distribution()
+        if spec.pacing == "think" and role != "local":
             raise ValueError("--pacing think is the paper's single-process closed loop; distributed runs "
                              "(--master/--worker/--processes) use --pacing arrival, one schedule split across workers")
-        if o.requests is None:
+        requests = spec.requests
+        if requests is None:
             requests = len(trace) if trace is not None else 1000
-        else:
-            requests = number("--requests", o.requests, int, "an integer >= 1", lambda v: check_requests(v) > 0)
-            if trace is not None and requests > len(trace):
-                raise ValueError(f"--requests must be in [1, {len(trace)}] for --trace {o.trace} "
-                                 f"(it has {len(trace)} timestamps; got {requests})")
+        elif trace is not None and requests > len(trace):
+            raise ValueError(f"--requests must be in [1, {len(trace)}] for --trace {spec.trace} "
+                             f"(it has {len(trace)} timestamps; got {requests})")
         return cls(
-            name=o.run_name or name,
+            name=spec.run_label(),
             distribution=dist,
-            pacing=o.pacing,
+            pacing=spec.pacing,
             requests=requests,
-            seed=number("--seed", o.seed, int, "an integer >= 0", lambda v: check_seed(v) >= 0),
-            dataset=o.dataset,
-            text_column=o.text_column,
-            subset=number("--subset", o.subset, int, "an integer >= 1", lambda v: v >= 1),
-            results_dir=Path(o.results_dir),
-            request_timeout_s=number("--request-timeout", o.request_timeout, float, "a number of seconds in (0, 3600]",
-                                     lambda v: 0 < v <= 3600),
-            progress_every_s=number("--progress-every", o.progress_every, float, "a number of seconds > 0",
-                                    lambda v: 0 < v < float("inf")),
+            seed=spec.seed,
+            dataset=spec.dataset,
+            text_column=spec.text_column,
+            subset=spec.subset,
+            results_dir=Path(spec.results_dir),
+            request_timeout_s=spec.request_timeout,
+            progress_every_s=spec.progress_every,
             trace=trace,
-            dispatcher=check_mode(o.dispatcher),
-            run_dir=None if getattr(o, "run_dir", None) is None else check_run_dir(Path(o.run_dir)),
+            dispatcher=check_mode(spec.dispatcher),
+            # A worker keeps no folder: the master's --run-dir is the master's to check and fill.
+            run_dir=None if run_dir is None or role == "worker" else check_run_dir(Path(run_dir)),
+            spec=spec,
         )
+
+
+def recorded_spec(plan: RunPlan, options, host: str | None) -> dict:
+    """run.json's ``spec``: the harness's whole spec (``--spec-json``), else these flags with Locust's users,
+    processes and host; ``burstbench run --config run.json`` repeats the run from it."""
+    if getattr(options, "spec_json", None):
+        return LoadSpec.from_dict(json.loads(options.spec_json), "--spec-json").to_dict()
+    request = {n: getattr(options, n) for n in REQUEST_FIELDS if getattr(options, n, None) not in (None, [])}
+    processes = getattr(options, "processes", None)
+    return plan.spec.with_values(users=getattr(options, "num_users", None) or plan.spec.users, host=host,
+                                 workers=processes if processes and processes > 1 else None,
+                                 request=request).to_dict()
 
 
 class Target(Protocol):
@@ -237,6 +225,7 @@ class Run:
         self.monitor = GeneratorMonitor()      # this load process's CPU, loop delay and lateness
         self.worker_samples: list[dict] = []   # the master's: every worker's samples, as reported
         self.generator_verdict: list[str] = []
+        self.recorded_spec = None if role == "worker" else recorded_spec(plan, opts, host)
         if role == "worker":  # its slots and start epoch come from the master (``use_share``)
             self.run_dir = None
             self.rows = RowBuffer()
@@ -513,63 +502,9 @@ class Run:
         w.close_files()
 
     def write_run_json(self, status: str):
-        total = self.environment.stats.total
-        counts = self.rows.counts()
-        interrupted = counts["failure_kinds"].get("interrupted", 0)
-        info = {
-            "status": status,
-            "run_dir": str(self.run_dir),
-            "argv": [self.target.scrub(arg) for arg in redact_argv(sys.argv)],
-            "scenario": self.plan.name,
-            "distribution": self.plan.distribution.describe(),
-            "pacing": self.plan.pacing,
-            "users": self.environment.parsed_options.num_users,
-            "spawn_rate": self.environment.parsed_options.spawn_rate,
-            "requests_planned": self.plan.requests,
-            "seed": self.plan.seed,
-            "host": self.host,
-            "endpoint": self.target.endpoint,
-            "request": self.target.describe(),
-            "request_timeout_s": self.plan.request_timeout_s,
-            "texts": {**self.texts.describe(), "dataset_flag": self.plan.dataset, "text_column": self.plan.text_column,
-                      "skipped": self.texts.skipped, "per_request": self.target.batch_size},
-            "schedule": None if self.schedule is None else {
-                "duration_s": self.schedule.duration_s,
-                "start_epoch": self.dispenser.start_epoch,
-            },
-            "dispatcher": None if self.dispatcher is None else self.dispatcher.describe(),
-            "clocks": {
-                "scheduled_epoch": "the slot's due time: start epoch + drawn offset",
-                "sent_epoch": "just before the request's first socket write (socket-stamped)" if self.stamped
-                else "just before the HTTP client builds the request (client-stamped)",
-                "latency_ms": "first socket write to the last socket read of the answer" if self.stamped
-                else "from before the request is built to after the client has read the answer",
-                "e2e_latency_ms": "from before the request is built to after the answer is judged",
-                "stamped_at": "socket" if self.stamped else "client",
-            },
-            "started_epoch": self.started_epoch,
-            "finished_epoch": time.time() if status != "running" else None,
-            "distributed": None if self.coordinator is None else self.coordinator.describe(),
-            "generator": {"file": GENERATOR_FILE, "verdict": self.generator_verdict,
-                          "kept_up": not self.generator_verdict} if status != "running" else None,
-            "counts": {
-                **counts,
-                "not_sent": self.plan.requests - counts["sent"],
-                # a worker that left: its slots that never came back as rows (sent or not, nobody can tell)
-                "lost_slots": 0 if self.coordinator is None else self.coordinator.lost_slots,
-                "locust_requests": total.num_requests,
-                "locust_failures": total.num_failures,
-                # Locust never records a request killed mid-flight; our rows do, as "interrupted".
-                "consistent": counts["rows"] == counts["sent"] == counts["ok"] + counts["failed"]
-                and total.num_requests == counts["rows"] - interrupted,
-            },
-            "target": self.target_info,
-            "versions": package_versions(),
-            "git": git_commit(),
-            "machine": machine(),
-            "files": {"rows": "requests.csv", "locust_csv_prefix": "locust", "locust_html": "locust.html"},
-        }
-        (self.run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+        """run.json as a typed, versioned record (burstbench.record); events a harness appended are kept."""
+        argv = [self.target.scrub(arg) for arg in redact_argv(sys.argv)]
+        write_record(self.run_dir, build_record(self, status, argv, GENERATOR_FILE), keep_external=True)
 
 
 def _perf_to_epoch(perf_s: float) -> float:

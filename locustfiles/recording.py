@@ -12,33 +12,9 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROWS_FILE = "requests.csv"
-FLUSH_EVERY_S = 0.25
-ROW_COLUMNS = (
-    "request_index",     # slot in the arrival schedule (or order of sending under think pacing)
-    "user",              # which Locust user sent it
-    "scheduled_epoch",   # when it was due (arrival pacing) or when the think time ended
-    "sent_epoch",        # when it went out: just before the socket write (FastHttpUser), else before the request is built
-    "lateness_ms",       # sent - scheduled
-    "latency_ms",        # service latency: socket write to the last read of the answer (FastHttpUser)
-    "corrected_latency_ms",  # schedule-corrected: scheduled send to response read
-    "status",            # HTTP status, 0 when no response came
-    "ok",                # 1 or 0
-    "failure_kind",      # connection_refused, timeout, http_429, http_503, http_504, other, interrupted
-    "failure_text",
-    "batch_size",        # the adaptive batch the service says it computed this request in
-    "text_index",        # row of the source dataset
-    "text_chars",
-    "tokens",
-    "truncated",
-    "label",
-    "think_s",           # the drawn think time (think pacing)
-    "worker",            # which load process sent it: 0 alone, k of W in a distributed run
-    "e2e_latency_ms",    # the client's whole request: before it is built to after the answer is judged
-    "claim_late_ms",     # how overdue the slot already was when a user became free to claim it (too few users)
-    "new_connection",    # 1 when the request had to open a TCP connection first
-)
+from burstbench.record import ROW_COLUMNS, ROWS_FILE  # requests.csv's columns, declared once (with units)
 
+FLUSH_EVERY_S = 0.25
 
 _COLUMN_SET = frozenset(ROW_COLUMNS)
 

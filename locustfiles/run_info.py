@@ -1,11 +1,18 @@
-"""What run.json records about the environment: versions, git commit, machine."""
+"""What run.json records: the environment (versions, git commit, machine) and ``build_record``, the whole record.
+
+run.json's format is ``burstbench.record`` (versioned, with a JSON Schema); this module fills it
+from a running ``core.Run``. It imports no Locust itself: ``run`` is duck-typed.
+"""
 from __future__ import annotations
 
 import os
 import platform
 import subprocess
+import time
 from importlib import metadata
 from pathlib import Path
+
+from burstbench.record import SCHEMA_VERSION, Counts, Generator, Git, Machine, RunRecord, Schedule
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("burstbench", "locust", "numpy", "scipy", "requests", "gevent", "pandas")
@@ -55,3 +62,71 @@ def machine() -> dict:
         "cores": os.cpu_count(),
         "memory_gib": mem_gib,
     }
+
+
+def clocks(stamped: bool) -> dict:
+    """What each row time column measures, for run.json ``clocks``."""
+    return {
+        "scheduled_epoch": "the slot's due time: start epoch + drawn offset",
+        "sent_epoch": "just before the request's first socket write (socket-stamped)" if stamped
+        else "just before the HTTP client builds the request (client-stamped)",
+        "latency_ms": "first socket write to the last socket read of the answer" if stamped
+        else "from before the request is built to after the client has read the answer",
+        "e2e_latency_ms": "from before the request is built to after the answer is judged",
+        "stamped_at": "socket" if stamped else "client",
+    }
+
+
+def build_record(run, status: str, argv: list[str], generator_file: str) -> RunRecord:
+    """The run record of ``run`` (a locustfiles.core.Run) now; ``argv`` already redacted and scrubbed."""
+    total = run.environment.stats.total
+    counts = run.rows.counts()
+    interrupted = counts["failure_kinds"].get("interrupted", 0)
+    options = run.environment.parsed_options
+    spec = getattr(run, "recorded_spec", None) or getattr(run.plan, "spec", None)
+    return RunRecord(
+        schema_version=SCHEMA_VERSION,
+        status=status,
+        run_dir=str(run.run_dir),
+        argv=list(argv),
+        scenario=run.plan.name,
+        distribution=run.plan.distribution.describe(),
+        pacing=run.plan.pacing,
+        users=options.num_users,
+        spawn_rate=options.spawn_rate,
+        requests_planned=run.plan.requests,
+        seed=run.plan.seed,
+        host=run.host,
+        endpoint=run.target.endpoint,
+        request=run.target.describe(),
+        request_timeout_s=run.plan.request_timeout_s,
+        texts={**run.texts.describe(), "dataset_flag": run.plan.dataset, "text_column": run.plan.text_column,
+               "skipped": run.texts.skipped, "per_request": run.target.batch_size},
+        schedule=None if run.schedule is None else Schedule(duration_s=run.schedule.duration_s,
+                                                            start_epoch=run.dispenser.start_epoch),
+        dispatcher=None if run.dispatcher is None else run.dispatcher.describe(),
+        clocks=clocks(run.stamped),
+        started_epoch=run.started_epoch,
+        finished_epoch=time.time() if status != "running" else None,
+        distributed=None if run.coordinator is None else run.coordinator.describe(),
+        generator=Generator(file=generator_file, verdict=list(run.generator_verdict),
+                            kept_up=not run.generator_verdict) if status != "running" else None,
+        counts=Counts(
+            **counts,
+            not_sent=run.plan.requests - counts["sent"],
+            # a worker that left: its slots that never came back as rows (sent or not, nobody can tell)
+            lost_slots=0 if run.coordinator is None else run.coordinator.lost_slots,
+            locust_requests=total.num_requests,
+            locust_failures=total.num_failures,
+            # Locust never records a request killed mid-flight; our rows do, as "interrupted".
+            consistent=counts["rows"] == counts["sent"] == counts["ok"] + counts["failed"]
+            and total.num_requests == counts["rows"] - interrupted,
+        ),
+        target=run.target_info,
+        versions=package_versions(),
+        git=Git(**git_commit()),
+        machine=Machine(**machine()),
+        files={"rows": "requests.csv", "locust_csv_prefix": "locust", "locust_html": "locust.html"},
+        spec=None if spec is None else (spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)),
+        events=[],
+    )

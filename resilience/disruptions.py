@@ -1,7 +1,9 @@
 """Carrying out one disruption and recording what was done: pids, signals, commands and their answers.
 
-Each function returns a JSON-ready record with ``epoch`` (when the disruption took effect)
-and ``events`` (the markers for the run's timeline). Nothing here decides whether the
+Each function returns a JSON-ready record with ``epoch`` (when the disruption took effect), and
+calls ``note(kind, epoch, label, **detail)`` the moment each of its events happens (the harness
+appends them to the run's record: ``burstbench.record.append_event``): a ``disruption`` when it
+takes effect, a ``resume`` when a frozen server is let go. Nothing here decides whether the
 service recovered: the requests say that (analysis/resilience.py).
 """
 from __future__ import annotations
@@ -18,52 +20,57 @@ from .server import LocalServer, signal_all, wait_until
 OUTPUT_TAIL_CHARS = 2000
 
 
-def kill_worker(server: LocalServer, d: Disruption) -> dict:
+def _no_note(kind, epoch, label, **detail) -> None:
+    pass
+
+
+def kill_worker(server: LocalServer, d: Disruption, note=_no_note) -> dict:
     """kill -9 the first BentoML worker; BentoML's arbiter is expected to respawn it."""
     workers = server.workers()
     if not workers:
-        return _record(d, time.time(), error="no BentoML worker process found (is the server running?)")
+        return _record(d, time.time(), note, error="no BentoML worker process found (is the server running?)")
     victim = workers[0]
     epoch = time.time()
     killed = signal_all([victim], signal.SIGKILL)
-    record = _record(d, epoch, pids_killed=killed, workers_before=[w.pid for w in workers])
+    record = _record(d, epoch, note, pids_killed=killed, workers_before=[w.pid for w in workers])
     record["watch"] = _watch(lambda: _new_worker(server, {w.pid for w in workers}), epoch, "respawned_worker_pid")
     return record
 
 
-def freeze_server(server: LocalServer, d: Disruption) -> dict:
+def freeze_server(server: LocalServer, d: Disruption, note=_no_note) -> dict:
     """SIGSTOP every server process (a hang, not a crash); SIGCONT them after ``for_s`` seconds."""
     procs = server.server_tree()
     if not procs:
-        return _record(d, time.time(), error="no server process found (is the server running?)")
+        return _record(d, time.time(), note, error="no server process found (is the server running?)")
     epoch = time.time()
     stopped = signal_all(procs, signal.SIGSTOP)
+    note("disruption", epoch, d.label, action=d.action, planned_at_s=d.at_s, pids=stopped)
     time.sleep(d.for_s)
     resumed_epoch = time.time()
     resumed = signal_all(list(reversed(procs)), signal.SIGCONT)
-    return _record(d, epoch, pids_stopped=stopped, pids_resumed=resumed, resumed_epoch=resumed_epoch,
-                   extra_events=[{"epoch": resumed_epoch, "label": "SIGCONT"}])
+    note("resume", resumed_epoch, "SIGCONT", action=d.action, pids=resumed)
+    return _record(d, epoch, None, pids_stopped=stopped, pids_resumed=resumed, resumed_epoch=resumed_epoch)
 
 
-def kill_server(server: LocalServer, d: Disruption) -> dict:
+def kill_server(server: LocalServer, d: Disruption, note=_no_note) -> dict:
     """SIGKILL every server process, arbiter first: the server is gone, as a crashed container is."""
     procs = server.server_tree()
     if not procs:
-        return _record(d, time.time(), error="no server process found (is the server running?)")
+        return _record(d, time.time(), note, error="no server process found (is the server running?)")
     old = {p.pid for p in procs}
     epoch = time.time()
     killed = signal_all(procs, signal.SIGKILL)
-    record = _record(d, epoch, pids_killed=killed, supervisor=server.supervisor)
+    record = _record(d, epoch, note, pids_killed=killed, supervisor=server.supervisor)
     record["watch"] = _watch(lambda: _new_server(server, old), epoch, "restarted_server_pid")
     return record
 
 
-def run_command(d: Disruption, timeout_s: float, dry_run: bool = False) -> dict:
+def run_command(d: Disruption, timeout_s: float, dry_run: bool = False, note=_no_note) -> dict:
     """Run the rendered command (no shell) with the user's kubectl context; its exit code and output, as they were."""
     epoch = time.time()
     if dry_run:
-        return _record(d, epoch, argv=list(d.argv), dry_run=True, returncode=None)
-    record = _record(d, epoch, argv=list(d.argv), dry_run=False)
+        return _record(d, epoch, note, argv=list(d.argv), dry_run=True, returncode=None)
+    record = _record(d, epoch, note, argv=list(d.argv), dry_run=False)
 
     def run():
         try:
@@ -136,9 +143,14 @@ def finish(record: dict, timeout_s: float = 5.0) -> dict:
     return record
 
 
-def _record(d: Disruption, epoch: float, extra_events=(), **details) -> dict:
+def _record(d: Disruption, epoch: float, note, **details) -> dict:
+    """The disruption's record; ``note`` (None: already noted) hears its event now, as it happens."""
+    if note is not None:
+        pids = details.get("pids_killed")
+        note("disruption", epoch, d.label, action=d.action, planned_at_s=d.at_s,
+             **({} if pids is None else {"pids": pids}), **({"error": details["error"]} if "error" in details else {}))
     return {"action": d.action, "label": d.label, "planned_at_s": d.at_s, "for_s": d.for_s or None,
-            "epoch": epoch, "events": [{"epoch": epoch, "label": d.label}, *extra_events], **details}
+            "epoch": epoch, **details}
 
 
 def _text(raw) -> str:

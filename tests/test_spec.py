@@ -113,7 +113,7 @@ def test_run_command_line_splits_spec_service_and_locusts_own_flags():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["bogus"], "SCENARIO must be one of steady, moderate, extreme, or trace with --trace FILE (got 'bogus')"),
+    (["bogus"], "--scenario must be one of steady, moderate, extreme (or trace, with --trace FILE; got 'bogus')"),
     (["--host", "http://127.0.0.1:9", "--variant", "onnx-fp32", "--preset", "plain"], "--variant configures the "
      "bundled service"),
     (["--path", "/x"], "--path describes another service's endpoint: it needs --host"),
