@@ -16,7 +16,7 @@ import pandas as pd
 
 from .fidelity import (declared_distribution, fidelity_table, gap_figure, lateness_table, scheduled_gaps_s,
                        sent_gaps_s, verdict)
-from .generator_health import CPU_LIMIT_PERCENT, GENERATOR_FILE, LATENESS_LIMIT_MS, LOOP_DELAY_LIMIT_MS
+from burstbench.locustfiles.generator_health import CPU_LIMIT_PERCENT, GENERATOR_FILE, LATENESS_LIMIT_MS, LOOP_DELAY_LIMIT_MS
 from .latency import batch_sizes, latency_table, locust_percentiles, run_facts
 from burstbench.record import Machine
 

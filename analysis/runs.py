@@ -12,7 +12,7 @@ import pandas as pd
 
 from burstbench.record import RECORD_FILE, ROW_COLUMN_NAMES, ROWS_FILE, RecordError, RunRecord, load_record
 
-from .generator_health import GENERATOR_COLUMNS, GENERATOR_FILE
+from burstbench.locustfiles.generator_health import GENERATOR_COLUMNS, GENERATOR_FILE
 
 KNOWN_COLUMNS = ROW_COLUMN_NAMES  # the names of burstbench.record.ROW_COLUMNS (no second list)
 REQUIRED_COLUMNS = ("request_index", "scheduled_epoch", "sent_epoch", "lateness_ms", "latency_ms",
@@ -34,7 +34,7 @@ class RunFolder:
     rows: pd.DataFrame
     dropped_rows: int = 0  # incomplete rows (a truncated last line): reported as partial, never as zero
     # The load processes' own samples (generator.csv: CPU, loop delay, lateness per interval and
-    # worker, see analysis.generator_health); None for runs recorded before the generator watched itself.
+    # worker, see locustfiles.generator_health); None for runs recorded before the generator watched itself.
     generator: pd.DataFrame | None = None
 
     @property

@@ -9,7 +9,7 @@ matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .generator_health import busy_waits, generator_verdict  # noqa: E402
+from burstbench.locustfiles.generator_health import busy_waits, generator_verdict  # noqa: E402
 from .latency import QUANTILES, run_facts, summarise  # noqa: E402
 from .runs import RunFolder, load_run  # noqa: E402
 from .figures import save_figure  # noqa: E402

@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .generator_health import CPU_LIMIT_PERCENT, LOOP_DELAY_LIMIT_MS  # noqa: E402
+from burstbench.locustfiles.generator_health import CPU_LIMIT_PERCENT, LOOP_DELAY_LIMIT_MS  # noqa: E402
 from .runs import RunFolder, RunError  # noqa: E402
 from .figures import save_figure  # noqa: E402
 

@@ -58,6 +58,8 @@ COMMANDS = {
     "sweep-report": Command("burstbench.analysis.sweep", (), "a sweep's tables and figures again, optionally "
                             "against another SLO", "burstbench sweep-report results/<UTC>-sweep --slo-p99-ms 300",
                             "analysis"),
+    "validate": Command("burstbench.record_schema", (), "check run folders' run.json against the shipped JSON "
+                        "Schema", "burstbench validate results/<run>", "analysis"),
     "trace-fit": Command("burstbench.analysis.__main__", ("trace-fit",), "a trace's gaps against the best-fitting "
                          "gamma", "burstbench trace-fit my_trace.csv --column timestamp", "analysis"),
     "paper-gaps": Command("burstbench.analysis.__main__", ("paper-gaps",), "the three scenarios' drawn gaps beside "

@@ -23,12 +23,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import types
 import typing
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -283,120 +280,30 @@ def _from_dict(cls, data: dict):
     return cls(**kwargs, extra={k: v for k, v in data.items() if k not in names})
 
 
-# -- the JSON Schema -----------------------------------------------------------------------
-_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array"}
-
-
-def _type_schema(tp, version: int) -> dict:
-    args = typing.get_args(tp)
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in args if a is not type(None)]
-        schema = _type_schema(inner[0], version)
-        return {"anyOf": [schema, {"type": "null"}]} if "$ref" in schema else \
-            {**schema, "type": [schema["type"], "null"]}
-    if tp in _MODELS:
-        return {"$ref": f"#/$defs/{tp.__name__}{'' if version == SCHEMA_VERSION else '_v1'}"}
-    if origin is list:
-        return {"type": "array", "items": _type_schema(args[0], version)}
-    if origin is dict:
-        return {"type": "object", "additionalProperties": _type_schema(args[1], version)}
-    return {"type": _JSON_TYPES[tp]}
-
-
-def _nullable(schema: dict) -> dict:
-    if "$ref" in schema:
-        return {"anyOf": [schema, {"type": "null"}]}
-    if "anyOf" in schema or "null" in schema.get("type", []):
-        return schema
-    return {**schema, "type": [schema["type"], "null"]}
-
-
-def _model_schema(cls, version: int) -> dict:
-    hints = _hints(cls)
-    props = {}
-    for f in _fields(cls):
-        schema = _type_schema(hints[f.name], version)
-        if version != SCHEMA_VERSION:
-            schema = _nullable(schema)
-        props[f.name] = {"description": f.metadata.get("doc", ""), **schema}
-    out = {"type": "object", "description": (cls.__doc__ or cls.__name__).strip().splitlines()[0],
-           "properties": props}
-    if version == SCHEMA_VERSION:
-        out["required"] = list(props)
-    elif cls is Event:
-        out["required"] = ["epoch"]  # a version 1 event is {"epoch", "label"}: without its time it means nothing
-    return out
-
-
+# -- the JSON Schema: generated from the models above (burstbench/record_schema.py) -------------
 def json_schema() -> dict:
-    """run.json's JSON Schema (draft 2020-12), generated from the dataclasses: what ships as schemas/run.schema.json.
+    from burstbench.record_schema import json_schema as generate
 
-    A record with ``schema_version`` must match version 2 exactly (every field, every type); one
-    without it is version 1: any field may be absent or null, present ones have version 2's types.
-    """
-    defs = {}
-    for cls in _MODELS:
-        defs[cls.__name__] = _model_schema(cls, SCHEMA_VERSION)
-        defs[f"{cls.__name__}_v1"] = _model_schema(cls, 1)
-    v2 = defs["RunRecord"]["properties"]
-    v2["schema_version"] = {**v2["schema_version"], "const": SCHEMA_VERSION}
-    v2["status"] = {**v2["status"], "enum": list(STATUSES)}
-    defs["RunRecord_v1"]["properties"].pop("schema_version")
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://github.com/burstbench/burstbench/schemas/run.schema.json",
-        "title": "burstbench run.json",
-        "description": "One run folder's record (burstbench/record.py generates this file; docs/results-format.md). "
-                       "With schema_version: version 2, every field; without: version 1, any field may be absent.",
-        "type": "object",
-        "if": {"required": ["schema_version"]},
-        "then": {"$ref": "#/$defs/RunRecord"},
-        "else": {"$ref": "#/$defs/RunRecord_v1"},
-        "$defs": defs,
-    }
+    return generate()
 
 
 def schema_text(schema: dict | None = None) -> str:
-    """The schema as the shipped file holds it (regenerate: ``python -m burstbench.record > burstbench/schemas/run.schema.json``)."""
-    return json.dumps(json_schema() if schema is None else schema, indent=2) + "\n"
+    from burstbench.record_schema import schema_text as text
+
+    return text(schema)
 
 
-@lru_cache(maxsize=1)
 def shipped_schema() -> dict:
-    """The JSON Schema installed with the package (schemas/run.schema.json)."""
-    return json.loads(resources.files("burstbench").joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8"))
+    from burstbench.record_schema import shipped_schema as shipped
 
-
-@lru_cache(maxsize=1)
-def _validator():
-    import jsonschema
-
-    schema = shipped_schema()
-    return jsonschema.Draft202012Validator(schema)
-
-
-def _where(path) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
+    return shipped()
 
 
 def validate(data: dict, source: str | Path = RECORD_FILE) -> None:
-    """Raise RecordError naming ``source`` and the first bad field when ``data`` does not match the schema."""
-    import jsonschema
+    """``data`` against the shipped schema; RecordError naming ``source`` and the first bad field."""
+    from burstbench.record_schema import validate as check
 
-    if not isinstance(data, dict):
-        raise RecordError(f"{source}: not a JSON object (got {type(data).__name__})")
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
-    if error is None:
-        return
-    path = list(error.absolute_path)
-    if error.validator == "required":
-        missing = [name for name in error.validator_value if name not in error.instance]
-        raise RecordError(f"{source}: field {_where(path + missing[:1])!r} is missing (a required field)")
-    raise RecordError(f"{source}: field {_where(path)!r}: {error.message}")
+    check(data, source)
 
 
 # -- reading and writing -------------------------------------------------------------------
@@ -496,5 +403,5 @@ def append_event(run_dir: str | Path, kind: str, epoch: float, label: str | None
     return event
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m burstbench.record > burstbench/schemas/run.schema.json
     print(schema_text(), end="")

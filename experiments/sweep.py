@@ -38,7 +38,8 @@ from pathlib import Path
 
 from burstbench import harness
 from burstbench.arrivals import SCENARIOS
-from burstbench.experiments.scenario import DEFAULT_MODEL, LOCUSTFILE
+from burstbench.paths import default_model_dir
+from burstbench.spec import LoadSpec
 from burstbench.experiments.sweep_plan import (MAX_FIND_N_TRIES, make_plan, rate_grid, step_requests,  # noqa: F401
                                                step_users)
 from burstbench.locustfiles.progress import format_duration
@@ -112,11 +113,14 @@ def run_step(sweep: Sweep, url: str, batching: str, process: dict, kind: str, st
               "requests": requests, "users": users, "seed": seed, "shape": process["shape"], "ca2": process["ca2"],
               "run_dir": None, "locust_rc": None}
     sweep.data["steps"].append(record)
-    flags = ["-u", str(users), "-r", str(users), "--mean", f"{1.0 / rate:.9g}", "--requests", str(requests),
-             "--seed", str(seed), "--pacing", "arrival", "--run-name", run_name,
-             "--request-timeout", f"{plan['request_timeout_s']:g}", "--progress-every", "10"]
-    flags += (["--trace", process["trace"], "--trace-column", process["trace_column"]] if process["kind"] == "trace"
-              else ["--scenario", process["name"]])
+    # The step's load spec (burstbench.spec): the process at this rate; a trace is rescaled to it.
+    arrival = ({"trace": process["trace"], "trace_column": process["trace_column"]} if process["kind"] == "trace"
+               else {"scenario": process["name"]})
+    spec = LoadSpec.from_values({**arrival, "rate": rate, "requests": requests, "seed": seed, "pacing": "arrival",
+                                 "run_name": run_name, "request_timeout": plan["request_timeout_s"],
+                                 "progress_every": 10, "users": users})
+    record["spec"] = spec.to_dict()
+    flags = ["-u", str(users), "-r", str(users), *spec.locust_args()]
     expected_s = requests / rate
     log(f"batching {batching} | {process['name']} ({process['label']}) | {kind} {step}: {rate:g} req/s offered, "
         f"{requests} requests, {users} users, about {format_duration(expected_s + STEP_OVERHEAD_S)}")
@@ -125,7 +129,7 @@ def run_step(sweep: Sweep, url: str, batching: str, process: dict, kind: str, st
     with tempfile.NamedTemporaryFile("w+", prefix="burstbench-locust-", suffix=".log", delete=False) as out:
         out_path = Path(out.name)
     # Its own session: Ctrl-C reaches the sweep only, which passes exactly one SIGINT per press on to it.
-    locust = harness.Locust(LOCUSTFILE, url, harness.new_run_dir(parent, run_name), flags, log=out_path)
+    locust = harness.Locust(harness.locustfile("sentiment.py"), url, harness.new_run_dir(parent, run_name), flags, log=out_path)
     with locust:
         if interrupts is not None:
             interrupts.target = locust
@@ -271,7 +275,7 @@ def main(argv=None) -> int:
         return 2
     model = args.model
     if model is None:
-        model = harness.ensure_default_model(plan["variant"], DEFAULT_MODEL)
+        model = harness.ensure_default_model(plan["variant"], default_model_dir())
     plan["model"] = str(Path(model).resolve())
     plan["model_name"] = Path(model).name
     sweep = Sweep(plan, args.results_dir, sys.argv)

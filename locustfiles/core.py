@@ -1,193 +1,44 @@
-"""What every burstbench locustfile shares: flags, the validated plan, pacing, rows, run.json, progress, Ctrl-C.
+"""What every burstbench locustfile shares at run time: the schedule, pacing, rows, run.json, progress, Ctrl-C.
 
 A locustfile supplies a *target*, the one thing that differs between services: how a
-request is built from a text and how its response is judged. ``install`` wires the rest
-into Locust's events:
-
-    class MyUser(PacedUser):
-        host = "http://127.0.0.1:8000"
-
-    install(MyUser, build_target=lambda options: MyTarget(...))
+request is built from a text and how its response is judged. ``plugin.install`` wires the
+rest into Locust's events; ``Run`` here is one test run's state.
 
 Bad configuration stops before any traffic, and before the run folder exists, with one
 line ``burstbench: <flag> ...`` on stderr.
 """
 import locust  # noqa: F401  (first: gevent's monkey-patching must precede other imports)
-from locust import FastHttpUser, HttpUser, events
 from locust.exception import StopUser
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
 
-import argparse
 import gc
-import json
 import os
-import signal
-import socket
 import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Protocol
-from urllib.parse import urlsplit
 
 import gevent
 import gevent.event
 import numpy as np
 
 from burstbench.arrivals import ArrivalSchedule, SlotDispenser, think_time
-from burstbench.arrivals.dispatch import Dispatcher, check_mode
-from burstbench.spec import FIELDS as SPEC_FIELDS, REQUEST_FIELDS, LoadSpec, flag_of
-from burstbench.arrivals.traces import Trace
+from burstbench.arrivals.dispatch import Dispatcher
 from burstbench.locustfiles.endpoint import redact_argv
 from burstbench.locustfiles.progress import progress_line
-from burstbench.locustfiles.distributed import Coordinator, WorkerSide
+from burstbench.locustfiles.distributed import Coordinator
 from burstbench.locustfiles import stamps
 from burstbench.locustfiles.self_monitor import GENERATOR_FILE, GeneratorMonitor, generator_verdict, write_csv
-from burstbench.locustfiles.recording import FLUSH_EVERY_S, RowBuffer, RowRecorder, check_run_dir, make_run_dir
+from burstbench.locustfiles.recording import FLUSH_EVERY_S, RowBuffer, RowRecorder, make_run_dir
 from burstbench.locustfiles.run_info import build_record
+from burstbench.locustfiles.run_plan import RunPlan, Target, recorded_spec
 from burstbench.record import write_record
-from burstbench.locustfiles.texts import TextSubset, load_texts
+from burstbench.locustfiles.texts import TextSubset
 
-LOCUST_FIELDS = tuple(f for f in SPEC_FIELDS if f.locust)
-REACHABLE_TIMEOUT_S = 3.0
 _EPOCH_OFFSET_S = time.time() - time.perf_counter()  # the clock of closed-loop rows (no dispatcher)
 START_LEAD_S = 0.2      # a single process's schedule starts this long after its users are spawned and warmed
 MAX_SPAWN_LEAD_S = 2.0  # ... waiting at most this long for a slow spawn (-r): later users join a running schedule
 REWARM_IDLE_S = 1.0     # a connection idle this long is checked (and reopened if closed) before the next slot
 BUILD_LEAD_S = 0.0003   # a stamped sender wakes this much (plus the dispatcher's lead) before its slot to
                         # build the request; the socket holds the write until the slot (stamps.StampedSocket)
-
-
-def add_run_arguments(parser, dataset_help: str) -> None:
-    """The load spec's flags (``burstbench.spec``, declared once), plus where this run's folder goes."""
-    g = parser.add_argument_group("burstbench", "arrival process, pacing, texts and results")
-    for f in LOCUST_FIELDS:
-        g.add_argument(flag_of(f.name), default=None if f.default is None else str(f.default),
-                       help=dataset_help if f.name == "dataset" else f.help)
-    # The harness's whole spec (users, workers, target), recorded in run.json as given; without it the
-    # plugin records its own flags with Locust's users and host (see ``recorded_spec``).
-    g.add_argument("--spec-json", default=None, help=argparse.SUPPRESS)
-    g.add_argument("--run-dir", default=None,
-                   help="the exact run folder to write (must not exist yet, or be empty); default "
-                        "<results-dir>/<UTC time>-<run-name>. Harnesses pass it so they never guess the folder")
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """Validated flags: built before any traffic, so a bad value stops the run with one clear line."""
-
-    name: str
-    distribution: object   # an arrival distribution, or the Trace replayed
-    pacing: str
-    requests: int
-    seed: int
-    dataset: str
-    text_column: str
-    subset: int
-    results_dir: Path
-    request_timeout_s: float
-    progress_every_s: float
-    trace: Trace | None = None
-    dispatcher: str = "timerfd"
-    run_dir: Path | None = None
-
-    spec: LoadSpec | None = None
-
-    @classmethod
-    def from_options(cls, o, role: str = "local") -> "RunPlan":
-        """``role`` is local, master or worker; a worker gets its slots from the master, never from a trace file."""
-        spec = LoadSpec.from_values({f.name: getattr(o, f.name, None) for f in LOCUST_FIELDS})
-        return cls.from_spec(spec, role, run_dir=getattr(o, "run_dir", None))
-
-    @classmethod
-    def from_spec(cls, spec: LoadSpec, role: str = "local", run_dir: str | None = None) -> "RunPlan":
-        trace = None
-        if spec.trace is not None:
-            if role != "worker":
-                trace = Trace.load(spec.trace, spec.trace_column, spec.mean_s)
-            dist = trace
-        else:
-            dist = spec.distribution()
-        if spec.pacing == "think" and role != "local":
-            raise ValueError("--pacing think is the paper's single-process closed loop; distributed runs "
-                             "(--master/--worker/--processes) use --pacing arrival, one schedule split across workers")
-        requests = spec.requests
-        if requests is None:
-            requests = len(trace) if trace is not None else 1000
-        elif trace is not None and requests > len(trace):
-            raise ValueError(f"--requests must be in [1, {len(trace)}] for --trace {spec.trace} "
-                             f"(it has {len(trace)} timestamps; got {requests})")
-        return cls(
-            name=spec.run_label(),
-            distribution=dist,
-            pacing=spec.pacing,
-            requests=requests,
-            seed=spec.seed,
-            dataset=spec.dataset,
-            text_column=spec.text_column,
-            subset=spec.subset,
-            results_dir=Path(spec.results_dir),
-            request_timeout_s=spec.request_timeout,
-            progress_every_s=spec.progress_every,
-            trace=trace,
-            dispatcher=check_mode(spec.dispatcher),
-            # A worker keeps no folder: the master's --run-dir is the master's to check and fill.
-            run_dir=None if run_dir is None or role == "worker" else check_run_dir(Path(run_dir)),
-            spec=spec,
-        )
-
-
-def recorded_spec(plan: RunPlan, options, host: str | None) -> dict:
-    """run.json's ``spec``: the harness's whole spec (``--spec-json``), else these flags with Locust's users,
-    processes and host; ``burstbench run --config run.json`` repeats the run from it."""
-    if getattr(options, "spec_json", None):
-        return LoadSpec.from_dict(json.loads(options.spec_json), "--spec-json").to_dict()
-    request = {n: getattr(options, n) for n in REQUEST_FIELDS if getattr(options, n, None) not in (None, [])}
-    processes = getattr(options, "processes", None)
-    return plan.spec.with_values(users=getattr(options, "num_users", None) or plan.spec.users, host=host,
-                                 workers=processes if processes and processes > 1 else None,
-                                 request=request).to_dict()
-
-
-class Target(Protocol):
-    """What a locustfile says about its service: how to send texts, how to judge the answer."""
-
-    endpoint: str      # run.json "endpoint" and Locust's request name
-    batch_size: int    # texts per request
-
-    def request(self, user, texts: list[str], timeout_s: float):
-        """Locust's ``catch_response=True`` context manager for one request carrying ``texts``."""
-
-    def judge(self, resp) -> tuple[bool, str, str, dict]:
-        """(ok, failure kind, failure text, row fields such as batch_size or label)."""
-
-    def describe(self) -> dict:
-        """run.json "request": method, path, payload... never a secret."""
-
-    def target_info(self, host: str) -> dict:
-        """run.json "target": what the service says it serves (model, variant), recorded, never required."""
-
-    def scrub(self, text: str) -> str:
-        """``text`` with any secret this target sends replaced."""
-
-
-def check_reachable(host: str | None, timeout_s: float = REACHABLE_TIMEOUT_S) -> None:
-    """A TCP connect to ``--host`` before any traffic: a wrong port fails in one line, not in 1,000 rows."""
-    if not host:
-        raise ValueError("--host is required: the service's base URL, e.g. http://127.0.0.1:8000")
-    parts = urlsplit(host)
-    try:
-        port = parts.port
-    except ValueError:
-        port = -1
-    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
-        raise ValueError(f"--host must be an http:// or https:// URL with an optional port (got {host!r})")
-    port = port or (443 if parts.scheme == "https" else 80)
-    try:
-        socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
-    except OSError as err:
-        raise ValueError(f"--host {host} is not reachable ({type(err).__name__}: {err}); "
-                         "is the service running on that address and port?") from None
 
 
 class Run:
@@ -225,6 +76,7 @@ class Run:
         self.monitor = GeneratorMonitor()      # this load process's CPU, loop delay and lateness
         self.worker_samples: list[dict] = []   # the master's: every worker's samples, as reported
         self.generator_verdict: list[str] = []
+        self.wait_time_info = None  # a locustfile with Locust's own pacing says which (run.json wait_time)
         self.recorded_spec = None if role == "worker" else recorded_spec(plan, opts, host)
         if role == "worker":  # its slots and start epoch come from the master (``use_share``)
             self.run_dir = None
@@ -519,144 +371,3 @@ def freeze_setup_garbage() -> None:
     """
     gc.collect()
     gc.freeze()
-
-
-def _send(user) -> None:
-    user.burstbench_run.send(user)
-
-
-class _Paced:
-    """Pacing and recording shared by both HTTP clients (Locust collects ``tasks`` from the class)."""
-
-    burstbench_run: Run | None = None
-    tasks = [_send]
-
-    def wait_time(self):  # replaced by the run's pacing at init
-        return 0.0
-
-    def on_start(self):
-        run = self.burstbench_run
-        if not getattr(self, "uses_cookies", True) and hasattr(getattr(self, "client", None), "client"):
-            self.client.client.cookiejar = None  # geventhttpclient skips cookie handling without a jar
-        if run is not None and run.stamped:
-            try:
-                stamps.warm_connection(self)  # the TCP handshake before the first slot, not inside it
-            except OSError:
-                pass  # the first request will record the failure
-        self.wait()  # claim the first slot (arrival) or sleep the first think time
-
-    def on_stop(self):
-        # Stopped while holding an unsent slot (Locust moving users between workers, Ctrl-C):
-        # give it back so another user sends it on time, instead of losing it.
-        slot = getattr(self, "arrival_slot", None)
-        run = self.burstbench_run
-        if slot is not None and run is not None and run.dispenser is not None:
-            self.arrival_slot = None
-            run.dispenser.give_back(slot)
-
-
-class PacedUser(_Paced, HttpUser):
-    """A Locust user (requests-based HttpUser) paced and recorded by the run that ``install`` creates."""
-
-    abstract = True
-
-
-class PacedFastUser(_Paced, FastHttpUser):
-    """The same on Locust's FastHttpUser (geventhttpclient): several times the request rate per process.
-
-    Its timeout is per user, not per request: ``install`` sets ``network_timeout`` from --request-timeout.
-    """
-
-    abstract = True
-
-
-def install(user_class: type[PacedUser] | type[PacedFastUser], build_target: Callable[[object], Target], *,
-            add_arguments: Callable[[object], None] | None = None, check_host: bool = False,
-            dataset_help: str = "bundled, hub, hub:<name>[:split], or a CSV, JSONL or Parquet file") -> None:
-    """Register burstbench's flags and run lifecycle with Locust's events for ``user_class``.
-
-    ``build_target(options)`` raises ValueError for a bad configuration. With ``check_host`` the
-    host must accept a TCP connection before any traffic.
-    """
-
-    @events.init_command_line_parser.add_listener
-    def _add_arguments(parser):
-        add_run_arguments(parser, dataset_help)
-        if add_arguments is not None:
-            add_arguments(parser)
-
-    @events.init.add_listener
-    def _on_init(environment, **_kwargs):
-        if environment.parsed_options is None:  # imported as a library, not run by the locust CLI
-            return
-        o = environment.parsed_options
-        if o.worker:
-            _install_worker(environment, user_class, build_target)
-            return
-        role = "master" if o.master else "local"
-        try:
-            plan = RunPlan.from_options(o, role)
-            if role == "master" and (o.num_users or 1) < o.expect_workers:
-                raise ValueError(f"-u/--users must be at least the number of workers ({o.expect_workers}): "
-                                 f"a worker with no user would never send its share of the schedule (got {o.num_users})")
-            target = build_target(o)
-            texts = load_texts(plan.dataset, plan.seed, plan.subset, plan.text_column)
-            host = environment.host or user_class.host
-            if check_host:
-                check_reachable(host)
-            run = Run(environment, plan, target, texts, host, role)
-        except ValueError as err:
-            sys.exit(f"burstbench: {err}")
-        user_class.burstbench_run = run
-        user_class.wait_time = run.wait_time
-        _use_client(run, user_class, host, plan)
-        # Locust turns Ctrl-C into a KeyboardInterrupt in whichever greenlet runs, and some of its
-        # greenlets swallow it; a signal handler stops the run the same way every time.
-        gevent.signal_handler(signal.SIGINT, run.interrupt)
-        print(f"[burstbench] {plan.name}: {plan.distribution}, pacing {plan.pacing}, {plan.requests} requests, "
-              f"seed {plan.seed}, texts {texts.source} -> {run.run_dir}", file=sys.stderr, flush=True)
-
-    @events.test_start.add_listener
-    def _on_test_start(**_kwargs):
-        run = user_class.burstbench_run
-        if run is not None and run.role != "worker":
-            run.on_test_start()
-
-    @events.quit.add_listener
-    def _on_quit(**_kwargs):
-        run = user_class.burstbench_run
-        if run is not None and run.role != "worker":
-            run.finish()
-
-
-def _use_client(run: Run, user_class, host: str | None, plan: RunPlan) -> None:
-    """FastHttpUser: per-user timeouts from --request-timeout, and socket stamps over plain HTTP."""
-    if issubclass(user_class, FastHttpUser):
-        user_class.network_timeout = user_class.connection_timeout = plan.request_timeout_s
-        if (host or "").startswith("http://"):
-            stamps.install()
-            run.stamped = True
-
-
-def _install_worker(environment, user_class, build_target) -> None:
-    """A worker builds its run when the master's options arrive (at test start) and sends the share it is given."""
-
-    def build_run() -> Run:
-        o = environment.parsed_options
-        try:
-            plan = RunPlan.from_options(o, "worker")
-            run = Run(environment, plan, build_target(o), load_texts(plan.dataset, plan.seed, plan.subset,
-                                                                     plan.text_column),
-                      environment.host or user_class.host, "worker")
-        except ValueError as err:
-            print(f"burstbench: worker: {err}", file=sys.stderr, flush=True)
-            environment.process_exit_code = 2
-            gevent.spawn(environment.runner.quit)
-            raise
-        user_class.burstbench_run = run
-        _use_client(run, user_class, environment.host or user_class.host, plan)
-        return run
-
-    side = WorkerSide(environment, build_run)
-    user_class.wait_time = lambda user: side.wait_time(user)
-    gevent.signal_handler(signal.SIGINT, side.interrupt)

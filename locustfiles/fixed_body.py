@@ -17,13 +17,10 @@ Every request is recorded by the same machinery as the other locustfiles (``core
 import locust  # noqa: F401  (first: gevent's monkey-patching must precede other imports)
 from locust import constant_throughput, events
 
-import json
 import sys
-from pathlib import Path
 
-
-from burstbench.locustfiles.core import PacedFastUser, install  # noqa: E402
-from burstbench.locustfiles.outcomes import check_response, transport_error  # noqa: E402
+from burstbench.locustfiles.plugin import PacedFastUser, install
+from burstbench.locustfiles.outcomes import check_response, transport_error
 
 ROUTE = "/"
 EXPECTED_STATUS = 200
@@ -97,22 +94,9 @@ def _pace_constant_throughput(environment, **_kwargs):
     users = max(1, int(environment.parsed_options.num_users or 1))
     per_user_per_s = 1.0 / (run.plan.distribution.mean * users)
     ConstantThroughputUser.wait_time = constant_throughput(per_user_per_s)
-    _label_run_json(run, {"kind": "constant_throughput", "per_user_per_s": per_user_per_s, "users": users,
+    # run.json says which pacing sent the traffic (the record's wait_time, kept on every rewrite).
+    run.wait_time_info = {"kind": "constant_throughput", "per_user_per_s": per_user_per_s, "users": users,
                           "aimed_rate_per_s": per_user_per_s * users,
                           "note": "Locust's own pacing; 'distribution' gives only the aimed mean rate and "
-                                  "'think_s' is not a drawn think time"})
-
-
-def _label_run_json(run, wait_time: dict) -> None:
-    """run.json says which pacing sent the traffic, each time core rewrites it."""
-    write = run.write_run_json
-
-    def write_labelled(status: str) -> None:
-        write(status=status)
-        path = run.run_dir / "run.json"
-        info = json.loads(path.read_text())
-        info["wait_time"] = wait_time
-        path.write_text(json.dumps(info, indent=2, default=str) + "\n")
-
-    run.write_run_json = write_labelled
-    write_labelled("running")
+                                  "'think_s' is not a drawn think time"}
+    run.write_run_json("running")

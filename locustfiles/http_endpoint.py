@@ -13,7 +13,7 @@ pacing, rows, run.json and Locust's outputs are the same as for the bundled serv
 """
 import locust  # noqa: F401  (before the rest: gevent's monkey-patching must come first)
 
-from burstbench.locustfiles.core import PacedFastUser, install
+from burstbench.locustfiles.plugin import PacedFastUser, install
 from burstbench.locustfiles.endpoint import EndpointSpec, add_endpoint_arguments
 from burstbench.locustfiles.outcomes import transport_error
 

@@ -127,6 +127,7 @@ def build_record(run, status: str, argv: list[str], generator_file: str) -> RunR
         git=Git(**git_commit()),
         machine=Machine(**machine()),
         files={"rows": "requests.csv", "locust_csv_prefix": "locust", "locust_html": "locust.html"},
+        wait_time=getattr(run, "wait_time_info", None),
         spec=None if spec is None else (spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)),
         events=[],
     )

@@ -34,7 +34,7 @@ blocks and nothing costs more than microseconds on the loop:
 A stretch still running when a sample is taken counts in that sample too (so a sample taken by
 a greenlet right after a stall sees it), and again, whole, in the next one.
 
-``generator_verdict`` (pure, numpy only) and the CSV schema live in ``analysis.generator_health``,
+``generator_verdict`` (pure, numpy only) and the CSV schema live in ``locustfiles.generator_health``,
 which analysis reads without gevent; this module imports them from there. It imports gevent and
 psutil, not Locust, so it can be tested without Locust's monkey-patching.
 """
@@ -48,7 +48,7 @@ import gevent
 import numpy as np
 import psutil
 
-from burstbench.analysis.generator_health import GENERATOR_COLUMNS, GENERATOR_FILE, generator_verdict, write_csv
+from burstbench.locustfiles.generator_health import GENERATOR_COLUMNS, GENERATOR_FILE, generator_verdict, write_csv
 
 __all__ = ["GeneratorMonitor", "GENERATOR_COLUMNS", "GENERATOR_FILE", "generator_verdict", "write_csv"]
 

@@ -10,12 +10,8 @@ bundled service. For any other service, see ``http.py``.
 """
 import locust  # noqa: F401  (first: gevent's monkey-patching must precede other imports)
 
-import sys
-from pathlib import Path
-
-
-from burstbench.locustfiles.core import PacedFastUser, install  # noqa: E402
-from burstbench.locustfiles.outcomes import classify, transport_error  # noqa: E402
+from burstbench.locustfiles.plugin import PacedFastUser, install
+from burstbench.locustfiles.outcomes import classify, transport_error
 
 ROUTE = "/analyze-sentiment"
 

@@ -47,8 +47,8 @@ def requests_for(plan: Plan) -> int:
         if offsets[-1] > load.duration_s:
             return max(1, int((offsets <= load.duration_s).sum()))
         n *= 2
-    raise PlanError(f"{plan.path}: load.duration_s = {load.duration_s:g} s needs more than {n} requests "
-                    f"at mean_s = {load.mean_s:g} s")
+    raise PlanError(f"{plan.path}: load.duration = {load.duration_s:g} s needs more than {n} requests "
+                    f"at a mean gap of {load.mean_s:g} s")
 
 
 def run_name(plan: Plan) -> str:
@@ -56,14 +56,10 @@ def run_name(plan: Plan) -> str:
 
 
 def locust_flags(plan: Plan, requests: int) -> list[str]:
-    load = plan.load
-    flags = ["-u", str(load.users), "-r", str(load.users),
-             "--arrival", load.arrival, "--mean", repr(load.mean_s), "--requests", str(requests),
-             "--seed", str(load.seed), "--pacing", "arrival", "--request-timeout", repr(load.request_timeout_s),
-             "--run-name", run_name(plan), "--progress-every", str(PROGRESS_EVERY_S)]
-    if load.shape is not None:
-        flags += ["--shape", repr(load.shape)]
-    return flags
+    """The plan's load spec as Locust flags, with the requests that fill ``load.duration``."""
+    spec = plan.load.spec.with_values(requests=requests, pacing="arrival", run_name=run_name(plan),
+                                      progress_every=float(PROGRESS_EVERY_S))
+    return ["-u", str(spec.users), "-r", str(spec.users), *spec.locust_args()]
 
 
 def locust_command(plan: Plan, host: str, run_dir: Path, requests: int) -> list[str]:

@@ -598,7 +598,7 @@ def test_think_time_negative_control(extreme_think_draws):
 
 def test_import_arrivals_does_not_import_locust_or_gevent():
     proc = subprocess.run(
-        [sys.executable, "-c", 'import arrivals, sys; print("locust" in sys.modules, "gevent" in sys.modules)'],
+        [sys.executable, "-c", 'import burstbench.arrivals, sys; print("locust" in sys.modules, "gevent" in sys.modules)'],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

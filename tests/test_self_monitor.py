@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from burstbench.analysis.generator_health import (GENERATOR_COLUMNS, GENERATOR_FILE, PREFIX, busy_waits, generator_verdict,
+from burstbench.locustfiles.generator_health import (GENERATOR_COLUMNS, GENERATOR_FILE, PREFIX, busy_waits, generator_verdict,
                                        write_csv)
 from burstbench.analysis.report import report
 from burstbench.analysis.runs import KNOWN_COLUMNS, RunError, load_run
@@ -245,15 +245,15 @@ def test_monitor_is_cheap_and_imports_no_locust(monitored):
 
 
 def test_bad_sampling_period_is_refused():
-    out = subprocess.run([sys.executable, "-c", "from locustfiles.self_monitor import GeneratorMonitor\n"
+    out = subprocess.run([sys.executable, "-c", "from burstbench.locustfiles.self_monitor import GeneratorMonitor\n"
                           "GeneratorMonitor(every_s=0)"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "every_s must be a number of seconds in [0.01, 3600]" in out.stderr
 
 
 def test_analysis_imports_no_gevent_and_the_verdict_no_pandas():
-    code = ("import sys, analysis.generator_health\n"
+    code = ("import sys, burstbench.locustfiles.generator_health\n"
             "a = sorted(m for m in ('gevent', 'pandas', 'locust') if m in sys.modules)\n"
-            "import analysis.runs, analysis.report\n"
+            "import burstbench.analysis.runs, burstbench.analysis.report\n"
             "b = sorted(m for m in ('gevent', 'locust') if m in sys.modules)\n"
             "print(a, b)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)

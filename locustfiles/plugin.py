@@ -1,0 +1,164 @@
+"""The Locust side of a locustfile: the paced user classes and ``install``, which wires a target into
+Locust's events (flags, the validated plan, the run, distributed roles).
+
+    from burstbench.locustfiles.plugin import PacedFastUser, install
+
+    class MyUser(PacedFastUser):
+        host = "http://127.0.0.1:8000"
+
+    install(MyUser, build_target=lambda options: MyTarget(...))
+"""
+import locust  # noqa: F401  (first: gevent's monkey-patching must precede other imports)
+from locust import FastHttpUser, HttpUser, events
+
+import signal
+import sys
+from typing import Callable
+
+import gevent
+
+from burstbench.locustfiles import stamps
+from burstbench.locustfiles.core import Run
+from burstbench.locustfiles.distributed import WorkerSide
+from burstbench.locustfiles.run_plan import RunPlan, Target, add_run_arguments, check_reachable
+from burstbench.locustfiles.texts import load_texts
+
+def _send(user) -> None:
+    user.burstbench_run.send(user)
+
+
+class _Paced:
+    """Pacing and recording shared by both HTTP clients (Locust collects ``tasks`` from the class)."""
+
+    burstbench_run: Run | None = None
+    tasks = [_send]
+
+    def wait_time(self):  # replaced by the run's pacing at init
+        return 0.0
+
+    def on_start(self):
+        run = self.burstbench_run
+        if not getattr(self, "uses_cookies", True) and hasattr(getattr(self, "client", None), "client"):
+            self.client.client.cookiejar = None  # geventhttpclient skips cookie handling without a jar
+        if run is not None and run.stamped:
+            try:
+                stamps.warm_connection(self)  # the TCP handshake before the first slot, not inside it
+            except OSError:
+                pass  # the first request will record the failure
+        self.wait()  # claim the first slot (arrival) or sleep the first think time
+
+    def on_stop(self):
+        # Stopped while holding an unsent slot (Locust moving users between workers, Ctrl-C):
+        # give it back so another user sends it on time, instead of losing it.
+        slot = getattr(self, "arrival_slot", None)
+        run = self.burstbench_run
+        if slot is not None and run is not None and run.dispenser is not None:
+            self.arrival_slot = None
+            run.dispenser.give_back(slot)
+
+
+class PacedUser(_Paced, HttpUser):
+    """A Locust user (requests-based HttpUser) paced and recorded by the run that ``install`` creates."""
+
+    abstract = True
+
+
+class PacedFastUser(_Paced, FastHttpUser):
+    """The same on Locust's FastHttpUser (geventhttpclient): several times the request rate per process.
+
+    Its timeout is per user, not per request: ``install`` sets ``network_timeout`` from --request-timeout.
+    """
+
+    abstract = True
+
+
+def install(user_class: type[PacedUser] | type[PacedFastUser], build_target: Callable[[object], Target], *,
+            add_arguments: Callable[[object], None] | None = None, check_host: bool = False,
+            dataset_help: str = "bundled, hub, hub:<name>[:split], or a CSV, JSONL or Parquet file") -> None:
+    """Register burstbench's flags and run lifecycle with Locust's events for ``user_class``.
+
+    ``build_target(options)`` raises ValueError for a bad configuration. With ``check_host`` the
+    host must accept a TCP connection before any traffic.
+    """
+
+    @events.init_command_line_parser.add_listener
+    def _add_arguments(parser):
+        add_run_arguments(parser, dataset_help)
+        if add_arguments is not None:
+            add_arguments(parser)
+
+    @events.init.add_listener
+    def _on_init(environment, **_kwargs):
+        if environment.parsed_options is None:  # imported as a library, not run by the locust CLI
+            return
+        o = environment.parsed_options
+        if o.worker:
+            _install_worker(environment, user_class, build_target)
+            return
+        role = "master" if o.master else "local"
+        try:
+            plan = RunPlan.from_options(o, role)
+            if role == "master" and (o.num_users or 1) < o.expect_workers:
+                raise ValueError(f"-u/--users must be at least the number of workers ({o.expect_workers}): "
+                                 f"a worker with no user would never send its share of the schedule (got {o.num_users})")
+            target = build_target(o)
+            texts = load_texts(plan.dataset, plan.seed, plan.subset, plan.text_column)
+            host = environment.host or user_class.host
+            if check_host:
+                check_reachable(host)
+            run = Run(environment, plan, target, texts, host, role)
+        except ValueError as err:
+            sys.exit(f"burstbench: {err}")
+        user_class.burstbench_run = run
+        user_class.wait_time = run.wait_time
+        _use_client(run, user_class, host, plan)
+        # Locust turns Ctrl-C into a KeyboardInterrupt in whichever greenlet runs, and some of its
+        # greenlets swallow it; a signal handler stops the run the same way every time.
+        gevent.signal_handler(signal.SIGINT, run.interrupt)
+        print(f"[burstbench] {plan.name}: {plan.distribution}, pacing {plan.pacing}, {plan.requests} requests, "
+              f"seed {plan.seed}, texts {texts.source} -> {run.run_dir}", file=sys.stderr, flush=True)
+
+    @events.test_start.add_listener
+    def _on_test_start(**_kwargs):
+        run = user_class.burstbench_run
+        if run is not None and run.role != "worker":
+            run.on_test_start()
+
+    @events.quit.add_listener
+    def _on_quit(**_kwargs):
+        run = user_class.burstbench_run
+        if run is not None and run.role != "worker":
+            run.finish()
+
+
+def _use_client(run: Run, user_class, host: str | None, plan: RunPlan) -> None:
+    """FastHttpUser: per-user timeouts from --request-timeout, and socket stamps over plain HTTP."""
+    if issubclass(user_class, FastHttpUser):
+        user_class.network_timeout = user_class.connection_timeout = plan.request_timeout_s
+        if (host or "").startswith("http://"):
+            stamps.install()
+            run.stamped = True
+
+
+def _install_worker(environment, user_class, build_target) -> None:
+    """A worker builds its run when the master's options arrive (at test start) and sends the share it is given."""
+
+    def build_run() -> Run:
+        o = environment.parsed_options
+        try:
+            plan = RunPlan.from_options(o, "worker")
+            run = Run(environment, plan, build_target(o), load_texts(plan.dataset, plan.seed, plan.subset,
+                                                                     plan.text_column),
+                      environment.host or user_class.host, "worker")
+        except ValueError as err:
+            print(f"burstbench: worker: {err}", file=sys.stderr, flush=True)
+            environment.process_exit_code = 2
+            gevent.spawn(environment.runner.quit)
+            raise
+        user_class.burstbench_run = run
+        _use_client(run, user_class, environment.host or user_class.host, plan)
+        return run
+
+    side = WorkerSide(environment, build_run)
+    user_class.wait_time = lambda user: side.wait_time(user)
+    gevent.signal_handler(signal.SIGINT, side.interrupt)
