@@ -145,7 +145,7 @@ nginx:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
 	  else echo "nginx not found and cannot be installed here (needs root and apt-get): apt-get install nginx"; exit 1; fi; }
 
-# The wire observer (locustfiles/wire_capture.py): Debian's tcpdump, capturing on loopback as root.
+# The wire observer (experiments/wire_capture.py): Debian's tcpdump, capturing on loopback as root.
 tcpdump:
 	@command -v tcpdump >/dev/null 2>&1 || test -x /usr/sbin/tcpdump || test -x /usr/bin/tcpdump || { \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \

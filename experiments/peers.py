@@ -6,7 +6,7 @@ own environment) and run as a subprocess in its own process group against a URL:
 
     burstbench peers --peer aiperf --url http://127.0.0.1:8080 --rate 200 --requests 400
 
-The fixed-body nginx of ``locustfiles/bench_generator.py`` answers a peer when its ``server {}``
+The fixed-body nginx of ``experiments/nginx_server.py`` answers a peer when its ``server {}``
 block also holds ``NGINX_LOCATIONS`` (an OpenAI-compatible, non-streaming chat completion).
 
 AIPerf 0.13 (the only peer so far):

@@ -42,8 +42,9 @@ class ServiceSettings:
             return value
 
         return cls(
-            model_dir=Path(env.get(PREFIX + "MODEL") or d.model_dir),
-            variants_dir=Path(env.get(PREFIX + "VARIANTS_DIR") or d.variants_dir),
+            # Absolute from here on: the defaults are relative to the folder the service was started in.
+            model_dir=Path(env.get(PREFIX + "MODEL") or d.model_dir).resolve(),
+            variants_dir=Path(env.get(PREFIX + "VARIANTS_DIR") or d.variants_dir).resolve(),
             variant=get("VARIANT", str, lambda v: v in VARIANTS, f"one of {', '.join(VARIANTS)}"),
             device=get("DEVICE", str, lambda v: v in ("auto", "cpu", "cuda"), "one of auto, cpu, cuda"),
             batching=get("BATCHING", _on_off, lambda v: v is not None, "on or off"),

@@ -362,3 +362,19 @@ def test_cli_reference_has_every_subcommand_and_its_example():
     for name, cmd in cli.COMMANDS.items():
         assert f"\n## burstbench {name}\n" in text, name
         assert cmd.example.splitlines()[0] in text, name
+
+
+# -- ```python blocks in docs/ run as written (the README's own-locustfile one: test_readme_example.py) --------------
+def python_blocks():
+    for page in sorted((REPO_ROOT / "docs").glob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        for match in re.finditer(r"^```python\n(.*?)^```", text, flags=re.S | re.M):
+            line = text[: match.start()].count("\n") + 1
+            yield pytest.param(match.group(1), id=f"{page.relative_to(REPO_ROOT)}:{line}")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("code", list(python_blocks()))
+def test_doc_python_block_runs(code, tmp_path):
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
