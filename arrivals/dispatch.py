@@ -29,6 +29,8 @@ import os
 import sys
 import time
 
+from burstbench.errors import ParameterError
+
 MODES = ("timerfd", "spin", "sleep")
 SPIN_WINDOW_S = 0.0015      # spin: the last part of a wait, yielded rather than slept
 TIMERFD_LEAD_S = 0.00015    # timerfd: wake this early, then busy-wait the rest (a VM's wake-up from idle
@@ -68,9 +70,9 @@ def check_mode(mode: str) -> str:
     if mode == "auto":
         return default_mode()
     if mode not in MODES:
-        raise ValueError(f"--dispatcher must be auto or one of {', '.join(MODES)} (got {mode!r})")
+        raise ParameterError(f"{{dispatcher}} must be auto or one of {', '.join(MODES)} (got {mode!r})", "dispatcher")
     if mode == "timerfd" and (reason := timerfd_unavailable()):
-        raise ValueError(f"--dispatcher timerfd is not available here: {reason} (use spin)")
+        raise ParameterError(f"{{dispatcher}} timerfd is not available here: {reason} (use spin)", "dispatcher")
     return mode
 
 

@@ -14,6 +14,8 @@ from typing import ClassVar
 import numpy as np
 from scipy import stats
 
+from burstbench.errors import ParameterError
+
 
 def _check_positive(name: str, value: float) -> float:
     try:
@@ -135,11 +137,11 @@ def make_distribution(arrival: str, mean: float, shape: float | None = None) -> 
     """Build a distribution from flag-like values; errors name the flag and the accepted range."""
     if arrival == "exponential":
         if shape not in (None, 1, 1.0):
-            raise ValueError(f"--shape applies only to --arrival gamma (got --shape {shape} with exponential)")
+            raise ParameterError(f"{{shape}} applies only to {{arrival}} gamma (got {{shape}} {shape} with exponential)", "shape", "arrival")
         return Exponential(mean=_check_positive("--mean", mean))
     if arrival == "gamma":
         if shape is None:
-            raise ValueError("--arrival gamma needs --shape, a number > 0 (e.g. 0.8 for bursty traffic)")
+            raise ParameterError("{arrival} gamma needs {shape}, a number > 0 (e.g. 0.8 for bursty traffic)", "arrival", "shape")
         return Gamma(shape=_check_positive("--shape", shape), mean=_check_positive("--mean", mean))
-    raise ValueError(f"--arrival must be one of exponential, gamma (got {arrival!r})")
+    raise ParameterError(f"{{arrival}} must be one of exponential, gamma (got {arrival!r})", "arrival")
 

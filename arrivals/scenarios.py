@@ -5,6 +5,8 @@ Poisson; only "extreme" (shape 0.8, CV 1.12) is burstier. Print the CV beside th
 """
 from __future__ import annotations
 
+from burstbench.errors import ParameterError
+
 from .distributions import ArrivalDistribution, Exponential, Gamma
 
 PAPER_MEAN_GAP_S = 2.0
@@ -21,7 +23,7 @@ def scenario(name: str, mean: float | None = None) -> ArrivalDistribution:
     try:
         dist = SCENARIOS[name]
     except KeyError:
-        raise ValueError(f"--scenario must be one of {', '.join(SCENARIOS)} (got {name!r})") from None
+        raise ParameterError(f"{{scenario}} must be one of {', '.join(SCENARIOS)} (got {name!r})", "scenario") from None
     if mean is None:
         return dist
     return Exponential(mean=mean) if dist.kind == "exponential" else Gamma(shape=dist.shape, mean=mean)

@@ -15,6 +15,8 @@ from typing import Callable
 
 import numpy as np
 
+from burstbench.errors import ParameterError
+
 from .distributions import ArrivalDistribution
 
 # Named random streams, so the texts do not change when the arrival process does.
@@ -30,13 +32,13 @@ def rng_for(seed: int, stream: str, *sub: int) -> np.random.Generator:
 
 def check_seed(seed) -> int:
     if isinstance(seed, bool) or int(seed) != seed or seed < 0:
-        raise ValueError(f"--seed must be an integer >= 0 (got {seed!r})")
+        raise ParameterError(f"{{seed}} must be an integer >= 0 (got {seed!r})", "seed")
     return int(seed)
 
 
 def check_requests(n) -> int:
     if isinstance(n, bool) or int(n) != n or n < 1:
-        raise ValueError(f"--requests must be an integer >= 1 (got {n!r})")
+        raise ParameterError(f"{{requests}} must be an integer >= 1 (got {n!r})", "requests")
     return int(n)
 
 

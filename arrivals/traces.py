@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from burstbench.errors import ParameterError
+
 from .distributions import Gamma, _seconds
 from .schedule import ArrivalSchedule
 
@@ -35,7 +37,7 @@ def _read_table(path: Path) -> pd.DataFrame:
             return pd.read_json(path, lines=True)
         return pd.read_csv(path)
     except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise ValueError(f"--trace {path}: cannot be read as a table ({type(err).__name__}: {err})") from None
+        raise ParameterError(f"{{trace}} {path}: cannot be read as a table ({type(err).__name__}: {err})", "trace") from None
 
 
 def _seconds_from(values: pd.Series, where: str) -> np.ndarray:
@@ -72,25 +74,25 @@ class Trace:
     def load(cls, path, column: str = DEFAULT_COLUMN, mean: float | None = None) -> "Trace":
         path = Path(path)
         if not path.is_file():
-            raise ValueError(f"--trace {path}: no such file (a CSV, JSONL or Parquet file with a timestamp column)")
+            raise ParameterError(f"{{trace}} {path}: no such file (a CSV, JSONL or Parquet file with a timestamp column)", "trace")
         table = _read_table(path)
         matches = [c for c in table.columns if str(c).strip().lower() == column.strip().lower()]
         if not matches:
-            raise ValueError(f"--trace-column {column!r} is not a column of {path} "
-                             f"(columns: {', '.join(map(str, table.columns))})")
+            raise ParameterError(f"{{trace_column}} {column!r} is not a column of {path} "
+                             f"(columns: {', '.join(map(str, table.columns))})", "trace_column")
         values = table[matches[0]].dropna()
         if len(values) < MIN_TIMESTAMPS:
-            raise ValueError(f"--trace {path}: column {matches[0]!r} has {len(values)} timestamps; "
-                             f"at least {MIN_TIMESTAMPS} are needed")
+            raise ParameterError(f"{{trace}} {path}: column {matches[0]!r} has {len(values)} timestamps; "
+                             f"at least {MIN_TIMESTAMPS} are needed", "trace")
         seconds = _seconds_from(values, f"--trace {path}, column {matches[0]!r}")
         was_sorted = bool(np.any(np.diff(seconds) < 0))
         offsets = np.sort(seconds) - np.min(seconds)
         if offsets[-1] <= 0:
-            raise ValueError(f"--trace {path}: all timestamps are equal; the trace spans no time")
+            raise ParameterError(f"{{trace}} {path}: all timestamps are equal; the trace spans no time", "trace")
         scale = 1.0
         if mean is not None:
             if not (isinstance(mean, (int, float)) and math.isfinite(mean) and mean > 0):
-                raise ValueError(f"--mean must be a number > 0 (got {mean!r})")
+                raise ParameterError(f"{{mean}} must be a number > 0 (got {mean!r})", "mean")
             scale = float(mean) / float(np.mean(np.diff(offsets)))
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         return cls(path=path, column=str(matches[0]), offsets_s=offsets * scale, scale=scale, sha256=digest,
@@ -117,7 +119,7 @@ class Trace:
         """Maximum-likelihood gamma (location 0) of the positive gaps; zero gaps (ties) cannot enter a gamma."""
         positive = self.gaps_s[self.gaps_s > 0]
         if len(positive) < 2:
-            raise ValueError(f"--trace {self.path}: fewer than 2 positive gaps; no gamma can be fitted")
+            raise ParameterError(f"{{trace}} {self.path}: fewer than 2 positive gaps; no gamma can be fitted", "trace")
         shape, _loc, scale = stats.gamma.fit(positive, floc=0)
         return Gamma(shape=float(shape), mean=float(shape * scale))
 
@@ -125,7 +127,7 @@ class Trace:
         """The first ``n`` timestamps (all by default) as a schedule; the first request is due at the start."""
         n = len(self) if n is None else n
         if not 1 <= n <= len(self):
-            raise ValueError(f"--requests must be in [1, {len(self)}] for this trace (got {n})")
+            raise ParameterError(f"{{requests}} must be in [1, {len(self)}] for this trace (got {n})", "requests")
         return ArrivalSchedule(distribution=self, seed=0, offsets_s=self.offsets_s[:n].copy())
 
     def describe(self) -> dict:

@@ -26,30 +26,18 @@ from pathlib import Path
 from typing import Any
 
 from burstbench.arrivals.dispatch import MODES as DISPATCH_MODES
+from burstbench.errors import ParameterError, flag_of
 
 SCENARIO_NAMES = ("steady", "moderate", "extreme")
 ARRIVALS = ("exponential", "gamma")
 PACINGS = ("arrival", "think")
 DEFAULT_MEAN_S = 2.0
 SECTIONS = ("load", "target")
+REDACTED = "<redacted>"  # what run.json keeps of a header's value
 
 
-class SpecError(ValueError):
-    """A bad value of field(s) ``names``; ``template`` says what is wrong, with ``{name}`` where a field is named.
-
-    ``str()`` names fields as flags (``--mean``), the spelling of most callers; ``in_file`` names them
-    as keys of a file (``plan.toml: load.mean``).
-    """
-
-    def __init__(self, template: str, *names: str):
-        self.template, self.names = template, names
-        super().__init__(self.as_flags())
-
-    def as_flags(self) -> str:
-        return self.template.format(**{n: flag_of(n) for n in self.names})
-
-    def in_file(self, source: str) -> str:
-        return f"{source}: " + self.template.format(**{n: f"{section_of(n)}.{n}" for n in self.names})
+class SpecError(ParameterError):
+    """A bad load spec value: ``str()`` names fields as flags (``--mean``), ``in_file`` as a file's keys."""
 
 
 @dataclass(frozen=True)
@@ -113,12 +101,11 @@ REQUEST_FIELDS = ("preset", "model_name", "method", "path", "payload", "batch_si
                   "expect_field", "input_name", "max_tokens")
 
 
-def flag_of(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def section_of(name: str) -> str:
     return "target" if name in REQUEST_FIELDS else BY_NAME[name].section if name in BY_NAME else "load"
+
+
+ParameterError.section_of = staticmethod(section_of)
 
 
 def _convert(f: Field, raw):
@@ -249,6 +236,13 @@ class LoadSpec:
         out["target"].update(self.request)
         return out
 
+    def to_record(self) -> dict:
+        """``to_dict`` as run.json keeps it: header values are never written (``Name: <redacted>``)."""
+        doc = self.to_dict()
+        if "header" in doc["target"]:
+            doc["target"]["header"] = [f"{h.partition(':')[0].strip()}: {REDACTED}" for h in doc["target"]["header"]]
+        return doc
+
     def locust_args(self) -> list[str]:
         """The Locust plugin's flags for this spec (users, workers and host are the harness's)."""
         args = []
@@ -305,9 +299,15 @@ def spec_from_file(path: str | Path, overrides: dict | None = None) -> LoadSpec:
     """The file's spec with ``overrides`` (flag values) on top; errors name the file's key or the flag."""
     values = read_config(path)
     overrides = overrides or {}
+    if any(REDACTED in h for h in values.get("header") or []) and "header" not in overrides:
+        raise ValueError(f"--config {path}: the run's headers were not recorded (run.json never keeps header values, "
+                         "which may be secrets): give every --header again")
     try:
-        return LoadSpec.from_values({**values, **overrides})
-    except SpecError as err:
+        spec = LoadSpec.from_values({**values, **overrides})
+        if spec.trace is None and spec.arrival is not None:
+            spec.distribution()  # the process's own rules (burstbench.arrivals), named as the file's keys
+        return spec
+    except ParameterError as err:
         if any(n in overrides for n in err.names):
             raise ValueError(err.as_flags()) from None
         raise ValueError(err.in_file(str(path))) from None

@@ -24,7 +24,7 @@ def say(message: str) -> None:
 def locust_arguments(spec: LoadSpec, extra: list[str]) -> list[str]:
     """The plugin's flags for ``spec``, Locust's users, the whole spec to record, then the user's own flags."""
     users = str(spec.users)
-    return ["-u", users, "-r", users, *spec.locust_args(), "--spec-json", json.dumps(spec.to_dict()), *extra]
+    return ["-u", users, "-r", users, *spec.locust_args(), "--spec-json", json.dumps(spec.to_record()), *extra]
 
 
 def execute(spec: LoadSpec, service: dict, extra: list[str]) -> int:

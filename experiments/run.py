@@ -93,6 +93,8 @@ def parse(argv: list[str]):
         raise ValueError(f"with --trace the scenario is 'trace' (got {positional!r})")
     if spec.trace is not None and not Path(spec.trace).is_file():
         raise ValueError(f"--trace {spec.trace}: no such file")
+    if spec.trace is None:
+        spec.distribution()  # the arrival process's own rules, before any folder or process exists
     return spec, _check_service(spec, service), unknown + locust_args
 
 

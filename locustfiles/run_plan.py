@@ -106,12 +106,12 @@ def recorded_spec(plan: RunPlan, options, host: str | None) -> dict:
     """run.json's ``spec``: the harness's whole spec (``--spec-json``), else these flags with Locust's users,
     processes and host; ``burstbench run --config run.json`` repeats the run from it."""
     if getattr(options, "spec_json", None):
-        return LoadSpec.from_dict(json.loads(options.spec_json), "--spec-json").to_dict()
+        return LoadSpec.from_dict(json.loads(options.spec_json), "--spec-json").to_record()
     request = {n: getattr(options, n) for n in REQUEST_FIELDS if getattr(options, n, None) not in (None, [])}
     processes = getattr(options, "processes", None)
     return plan.spec.with_values(users=getattr(options, "num_users", None) or plan.spec.users, host=host,
                                  workers=processes if processes and processes > 1 else None,
-                                 request=request).to_dict()
+                                 request=request).to_record()
 
 
 class Target(Protocol):

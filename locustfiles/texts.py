@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from burstbench.arrivals.schedule import rng_for
+from burstbench.errors import ParameterError
 
 BUNDLED = Path(__file__).resolve().parent.parent / "service" / "data" / "sentiment_texts.csv"
 BUNDLED_NAME = "service/data/sentiment_texts.csv"  # as recorded in run.json, installed or checked out
@@ -49,7 +50,7 @@ class TextSubset:
 def load_texts(dataset: str, seed: int, subset: int = PAPER_SUBSET, column: str = DEFAULT_COLUMN) -> TextSubset:
     """``dataset``: ``bundled``, ``hub``, ``hub:<name>[:split]`` or a CSV, JSONL or Parquet file."""
     if subset < 1:
-        raise ValueError(f"--subset must be an integer >= 1 (got {subset})")
+        raise ParameterError(f"{{subset}} must be an integer >= 1 (got {subset})", "subset")
     if dataset == "bundled":
         (pool, skipped), source = _read_csv(BUNDLED, DEFAULT_COLUMN), f"bundled:{BUNDLED_NAME}"
     elif dataset == "hub" or dataset.startswith("hub:"):
@@ -63,7 +64,7 @@ def load_texts(dataset: str, seed: int, subset: int = PAPER_SUBSET, column: str 
         reader = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}[fmt]
         (pool, skipped), source = reader(path, column), f"{fmt}:{path}"
     if not pool:
-        raise ValueError(f"--dataset {dataset}: no non-empty texts found in column {column!r}")
+        raise ParameterError(f"{{dataset}} {dataset}: no non-empty texts found in column {column!r}", "dataset")
     order = rng_for(seed, "texts").permutation(len(pool))[: min(subset, len(pool))]
     return TextSubset(
         source=source,
@@ -98,7 +99,7 @@ def _read_table(path: Path, column: str, read) -> tuple[list[str], int]:
     try:
         table = read(path)
     except Exception as err:  # a malformed file: one line, naming it
-        raise ValueError(f"--dataset {path}: unreadable ({type(err).__name__}: {str(err)[:200]})") from None
+        raise ParameterError(f"{{dataset}} {path}: unreadable ({type(err).__name__}: {str(err)[:200]})", "dataset") from None
     if column not in table.columns:
         raise _missing_column(path, column, list(table.columns))
     return _usable(table[column].tolist())
@@ -121,7 +122,7 @@ def _hub_name(dataset: str) -> tuple[str, str]:
         return HUB_DATASET, "train"
     name, _, split = dataset[len("hub:"):].partition(":")
     if not name:
-        raise ValueError(f"--dataset hub:<name>[:split] needs a dataset name (got {dataset!r})")
+        raise ParameterError(f"{{dataset}} hub:<name>[:split] needs a dataset name (got {dataset!r})", "dataset")
     return name, split or "train"
 
 
@@ -149,8 +150,8 @@ def _read_hub(flag: str, name: str, split: str, column: str) -> tuple[list[str],
         table = datasets.load_dataset(name, split=split)
     except Exception as err:  # no hub here is the common case: say so in one line
         reason = " ".join(f"{type(err).__name__}: {err}".split())[:300]
-        raise ValueError(f"--dataset {flag}: could not load {name} (split {split}) ({reason}); "
-                         "use --dataset bundled or a CSV, JSONL or Parquet file offline") from None
+        raise ParameterError(f"{{dataset}} {flag}: could not load {name} (split {split}) ({reason}); "
+                         "use {dataset} bundled or a CSV, JSONL or Parquet file offline", "dataset") from None
     if column not in table.column_names:
         raise _missing_column(flag, column, table.column_names)
     return _usable(table[column])

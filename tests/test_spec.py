@@ -58,6 +58,18 @@ def test_the_same_error_names_the_files_key(tmp_path):
     assert str(err.value) == f"{plan}: load.shape must be a number > 0 (got -1)"
 
 
+def test_a_domain_rule_is_also_named_as_the_files_key(tmp_path):
+    """burstbench.arrivals raises errors naming the parameter; the file's reader spells it as the file's key."""
+    plan = tmp_path / "plan.toml"
+    plan.write_text("[load]\narrival = 'gamma'\n")
+    with pytest.raises(ValueError) as err:
+        spec_from_file(plan)
+    assert str(err.value) == (f"{plan}: load.arrival gamma needs load.shape, a number > 0 "
+                              "(e.g. 0.8 for bursty traffic)")
+    with pytest.raises(ValueError, match=r"^--arrival gamma needs --shape, a number > 0"):
+        LoadSpec.from_values({"arrival": "gamma"}).distribution()
+
+
 def test_flags_override_the_file_and_an_overridden_bad_value_is_blamed_on_the_flag(tmp_path):
     plan = tmp_path / "load.toml"
     plan.write_text("[load]\nscenario = 'extreme'\nrate = 10\nrequests = 40\nseed = 3\n"
@@ -178,3 +190,17 @@ def test_the_configuration_page_lists_every_field_as_declared():
     page = (REPO_ROOT / "docs" / "configuration.md").read_text()
     table = page.split("<!-- spec-table:start -->\n", 1)[1].split("\n<!-- spec-table:end -->", 1)[0]
     assert table.strip() == reference_table().strip(), "docs/configuration.md: paste burstbench.spec.reference_table()"
+
+
+def test_header_values_are_never_recorded_and_a_repeat_asks_for_them(tmp_path):
+    spec = LoadSpec.from_values({"host": "http://127.0.0.1:1", "path": "/p",
+                                 "header": ["Authorization: Bearer s3cret-token", "X-Trace: ${TRACE}"]})
+    record = spec.to_record()
+    assert record["target"]["header"] == ["Authorization: <redacted>", "X-Trace: <redacted>"]
+    assert "s3cret" not in json.dumps(record)
+    run_json = tmp_path / "run.json"
+    run_json.write_text(json.dumps({"spec": record}))
+    with pytest.raises(ValueError, match="give every --header again"):
+        spec_from_file(run_json)
+    again = spec_from_file(run_json, {"header": ["Authorization: Bearer ${TOKEN}"]})
+    assert again.request["header"] == ["Authorization: Bearer ${TOKEN}"]
