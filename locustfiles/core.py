@@ -202,6 +202,9 @@ class Run:
             raise
         self._record(row, scheduled, t0, done, stamp)
         if self.rows.rows >= self.share:
+            # Every send of this process is answered: its last sample ends here, so Locust's shutdown
+            # and the files written after it are not judged as the generator's (generator_verdict).
+            self.monitor.stop()
             if self.role == "worker":
                 if not self.quit_requested:
                     self.quit_requested = True
