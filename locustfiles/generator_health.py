@@ -167,8 +167,9 @@ def generator_verdict(samples, lateness_p99_ms: float, *, cpu_limit_percent: flo
         if not records:
             causes.append("no generator samples to say why")
         elif not causes:
-            causes.append("no cause seen in CPU, loop delay or free users (plain gevent.sleep wakes up to about "
-                          "1 ms late: the timerfd dispatcher does not)")
+            causes.append("no cause seen in CPU, loop delay or free users (the process was not running when "
+                          "its timer fired: another process or the host held the CPU; with --dispatcher sleep, "
+                          "gevent.sleep alone wakes up to about 1 ms late)")
         lines.append(PREFIX + f"send lateness p99 {_ms(lateness_p99_ms)} ms > {_ms(lateness_limit_ms)} ms: "
                      + "; ".join(causes))
     return lines
