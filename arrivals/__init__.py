@@ -4,6 +4,7 @@ Importable without Locust (no gevent monkey-patching happens here).
 """
 from .distributions import ArrivalDistribution, Exponential, Gamma, make_distribution
 from .locust_wait import arrival_pacing, think_time
+from .processes import MMPP, FromDistribution
 from .scenarios import SCENARIOS, scenario
 from .schedule import ArrivalSchedule, Slot, SlotDispenser, rng_for
 
@@ -11,7 +12,9 @@ __all__ = [
     "ArrivalDistribution",
     "ArrivalSchedule",
     "Exponential",
+    "FromDistribution",
     "Gamma",
+    "MMPP",
     "SCENARIOS",
     "Slot",
     "SlotDispenser",
