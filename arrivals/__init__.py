@@ -5,6 +5,7 @@ Importable without Locust (no gevent monkey-patching happens here).
 from .distributions import ArrivalDistribution, Exponential, Gamma, make_distribution
 from .locust_wait import arrival_pacing, think_time
 from .processes import MMPP, FromDistribution
+from .stages import RateProfile, Stages
 from .scenarios import SCENARIOS, scenario
 from .schedule import ArrivalSchedule, Slot, SlotDispenser, rng_for
 
@@ -15,9 +16,11 @@ __all__ = [
     "FromDistribution",
     "Gamma",
     "MMPP",
+    "RateProfile",
     "SCENARIOS",
     "Slot",
     "SlotDispenser",
+    "Stages",
     "arrival_pacing",
     "make_distribution",
     "rng_for",
