@@ -19,6 +19,8 @@ from scipy import integrate, linalg, stats
 
 from burstbench.errors import ParameterError
 
+from .distributions import _RenewalDistribution
+
 
 def _positive(name: str, value) -> float:
     try:
@@ -37,7 +39,7 @@ def _check_n(n) -> int:
 
 
 @dataclass(frozen=True)
-class FromDistribution:
+class FromDistribution(_RenewalDistribution):
     """Renewal gaps from ``scipy.stats.<name>(**params)``, rescaled so the mean gap is ``mean`` seconds.
 
     Refused: an unknown name, a discrete distribution, gaps that can be negative, and a distribution
@@ -84,25 +86,12 @@ class FromDistribution:
         return getattr(stats, self.name)(**args)
 
     @property
-    def rate(self) -> float:
-        return 1.0 / self.mean
-
-    @property
     def var(self) -> float:
         return float(self.scipy_dist.var())
 
     @property
     def cv(self) -> float:
         return math.sqrt(self.var) / self.mean if math.isfinite(self.var) else math.inf
-
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        return self.scipy_dist.rvs(size=_check_n(n), random_state=rng)
-
-    def pdf(self, x):
-        return self.scipy_dist.pdf(x)
-
-    def cdf(self, x):
-        return self.scipy_dist.cdf(x)
 
     def describe(self) -> dict:
         return {"process": self.kind, "distribution": self.name, "params": dict(self.params), "mean_s": self.mean,

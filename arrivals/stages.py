@@ -15,7 +15,7 @@ that follow the unit-mean base distribution, whatever the profile (``rescaled_ga
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -61,6 +61,10 @@ class RateProfile:
     def duration_s(self) -> float:
         return float(self._edges[0][-1])
 
+    @property
+    def expected_requests(self) -> float:
+        return float(self._edges[1][-1])
+
     def rate(self, t):
         """The intended rate at times ``t`` (s from the start)."""
         t = np.asarray(t, dtype=float)
@@ -103,7 +107,7 @@ class RateProfile:
 
     def describe(self) -> dict:
         return {"segments": [list(s) for s in self.segments], "duration_s": self.duration_s,
-                "expected_requests": float(self._edges[1][-1])}
+                "expected_requests": self.expected_requests}
 
     def __str__(self) -> str:
         parts = [f"{a:g}/s for {d:g}s" if a == b else f"{a:g} to {b:g}/s over {d:g}s" for d, a, b in self.segments]
@@ -112,17 +116,16 @@ class RateProfile:
 
 @dataclass(frozen=True)
 class Stages:
-    """``base`` (any process with ``sample``; its mean is ignored: it is drawn at unit rate) following ``profile``."""
+    """``base`` (a renewal distribution with a ``mean`` field: Exponential, Gamma, FromDistribution; its mean is
+    ignored, it is drawn at unit rate) following ``profile``."""
 
     base: object
     profile: RateProfile
     kind = "stages"
 
-    @property
+    @cached_property
     def unit_base(self):
         """The base rescaled to mean 1: what the rescaled gaps of a correct schedule follow."""
-        from dataclasses import replace
-
         return replace(self.base, mean=1.0)
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -138,7 +141,7 @@ class Stages:
     @property
     def mean(self) -> float:
         """The mean gap over the profile (its duration over its expected requests)."""
-        return self.profile.duration_s / self.profile.describe()["expected_requests"]
+        return self.profile.duration_s / self.profile.expected_requests
 
     @property
     def rate(self) -> float:

@@ -101,9 +101,9 @@ def overview() -> str:
 def locustfile_path(name: str) -> str:
     if name not in SHIPPED_LOCUSTFILES:
         raise ValueError(f"locustfile must be one of {', '.join(SHIPPED_LOCUSTFILES)} (got {name!r})")
-    from .paths import package_folder
+    from .harness import locustfile
 
-    return str(package_folder("locustfiles") / SHIPPED_LOCUSTFILES[name])
+    return str(locustfile(SHIPPED_LOCUSTFILES[name]))
 
 
 def _locustfile_main(argv) -> int:
@@ -136,20 +136,10 @@ def dispatch(name: str, argv: list[str]) -> int:
 
 
 def help_all() -> str:
-    """Every subcommand's --help, in the table's order: what docs/cli.md is generated from."""
-    import contextlib
-    import io
+    """Every subcommand's --help, in the table's order (docs/cli.md is made from the same, by cli_reference)."""
+    from .cli_reference import command_help
 
-    parts = [overview()]
-    for name in COMMANDS:
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            try:
-                dispatch(name, ["--help"])
-            except SystemExit:
-                pass
-        parts.append(f"## burstbench {name}\n\n{out.getvalue().rstrip()}\n")
-    return "\n".join(parts)
+    return "\n".join([overview(), *(f"## burstbench {name}\n\n{command_help(name)}\n" for name in COMMANDS)])
 
 
 def main(argv=None) -> int:

@@ -41,42 +41,31 @@ class _Stop(Exception):
 
 
 @contextlib.contextmanager
-def _stop_at_parsing(parse: bool):
-    """Patch argparse: the outermost parse_args/parse_known_args raises _Stop (after parsing when ``parse``)."""
+def _stop_at_parsing(parse_first: bool):
+    """Patch argparse: the outermost parse_args/parse_known_args raises _Stop (after parsing when ``parse_first``)."""
     original_known = argparse.ArgumentParser.parse_known_args
     original_args = argparse.ArgumentParser.parse_args
     depth = 0
 
-    def known(self, args=None, namespace=None):
-        nonlocal depth
-        if depth == 0 and not parse:
-            raise _Stop(self, None, [])
-        depth += 1
-        try:
-            namespace, extras = original_known(self, args, namespace)
-        finally:
-            depth -= 1
-        if depth == 0:
-            raise _Stop(self, namespace, extras)
-        return namespace, extras
+    def patched(strict: bool):
+        def parse(self, args=None, namespace=None):
+            nonlocal depth
+            if depth == 0 and not parse_first:
+                raise _Stop(self, None, [])
+            depth += 1
+            try:
+                namespace, extras = original_known(self, args, namespace)
+            finally:
+                depth -= 1
+            if strict and extras:
+                self.error(f"unrecognized arguments: {' '.join(extras)}")
+            if depth == 0:
+                raise _Stop(self, namespace, [] if strict else extras)
+            return namespace if strict else (namespace, extras)
+        return parse
 
-    def strict(self, args=None, namespace=None):
-        nonlocal depth
-        if depth == 0 and not parse:
-            raise _Stop(self, None, [])
-        depth += 1
-        try:
-            namespace, extras = original_known(self, args, namespace)
-        finally:
-            depth -= 1
-        if extras:
-            self.error(f"unrecognized arguments: {' '.join(extras)}")
-        if depth == 0:
-            raise _Stop(self, namespace, [])
-        return namespace
-
-    argparse.ArgumentParser.parse_known_args = known
-    argparse.ArgumentParser.parse_args = strict
+    argparse.ArgumentParser.parse_known_args = patched(strict=False)
+    argparse.ArgumentParser.parse_args = patched(strict=True)
     try:
         yield
     finally:
@@ -125,7 +114,7 @@ def parse_only(command: str, argv: list[str]) -> Parsed:
     result = Parsed(command, list(argv))
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), fixed_width():
         try:
-            with _stop_at_parsing(parse=True):
+            with _stop_at_parsing(parse_first=True):
                 rc = cli.dispatch(command, list(argv))
             # A main that returns without parsing (or parses by hand): its exit code is the verdict.
             result.code = int(rc or 0)
@@ -143,7 +132,7 @@ def parser_of(command: str) -> argparse.ArgumentParser | None:
     """The subcommand's outermost argument parser, as its main builds it (None: it has no argparse parser)."""
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         try:
-            with _stop_at_parsing(parse=False):
+            with _stop_at_parsing(parse_first=False):
                 cli.dispatch(command, [])
         except _Stop as stop:
             return stop.parser

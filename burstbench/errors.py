@@ -18,8 +18,6 @@ def flag_of(name: str) -> str:
 class ParameterError(ValueError):
     """A bad value of parameter(s) ``names``; ``template`` holds ``{name}`` where one is named."""
 
-    section_of = staticmethod(lambda name: "load")  # the load spec installs the real map (burstbench.spec)
-
     def __init__(self, template: str, *names: str):
         self.template, self.names = template, names
         super().__init__(self.as_flags())
@@ -30,5 +28,6 @@ class ParameterError(ValueError):
     def as_flags(self) -> str:
         return self.render(flag_of)
 
-    def in_file(self, source: str) -> str:
-        return f"{source}: " + self.render(lambda n: f"{ParameterError.section_of(n)}.{n}")
+    def in_file(self, source: str, section_of=lambda name: "load") -> str:
+        """Named as ``source``'s keys: ``section.name`` (``section_of`` maps a name to its table)."""
+        return f"{source}: " + self.render(lambda n: f"{section_of(n)}.{n}")

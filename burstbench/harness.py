@@ -32,7 +32,7 @@ from typing import Callable
 
 from burstbench.paths import default_model_dir, package_folder
 from burstbench.processes import (KILL_WAIT_S, LOG_TAIL_CHARS, STOP_TIMEOUT_S, NotReady, Process,  # noqa: F401
-                                  free_port, http_ok, log_tail, signal_group, stop_process, tcp_open,
+                                  check_port_free, free_port, http_ok, log_tail, signal_group, stop_process, tcp_open,
                                   wait_ready, wait_until)
 
 
@@ -174,13 +174,6 @@ def new_run_dir(results_dir: Path, name: str) -> Path:
     return make_run_dir(Path(results_dir), name)
 
 
-# The plugin's workers check the master's --run-dir again, after the master has filled it, and refuse it
-# ("must be a new or empty folder"). Until they skip that check, a run with processes > 1 is told
-# ``--results-dir RUN_DIR`` (new and empty, so the one folder in it is this run's), and ``Locust.written()``
-# moves what it wrote up into RUN_DIR itself.
-WORKERS_TAKE_RUN_DIR = True
-
-
 def locust_command(locustfile: Path, host: str, run_dir: Path, args: list[str] = (), *,
                    processes: int | None = None, user_classes: list[str] = ()) -> list[str]:
     cmd = [sys.executable, "-m", "locust", "-f", str(locustfile)]
@@ -189,7 +182,6 @@ def locust_command(locustfile: Path, host: str, run_dir: Path, args: list[str] =
         # A free port for master and workers: two runs on one machine never meet on Locust's default 5557.
         port = str(free_port())
         cmd += ["--processes", str(int(processes)), "--master-bind-port", port, "--master-port", port]
-        folder = folder if WORKERS_TAKE_RUN_DIR else ["--results-dir", str(run_dir)]
     # The folder flags after ``args``: they win over a --results-dir in there (argparse keeps the last).
     return cmd + ["--headless", "--only-summary", "--host", host, *[str(a) for a in args], *folder, *user_classes]
 
@@ -202,7 +194,6 @@ class Locust(Process):
                  env: dict | None = None, cwd: Path | None = None):
         self.run_dir = Path(run_dir)
         self.timed_out = False
-        self.nested = processes is not None and processes > 1 and not WORKERS_TAKE_RUN_DIR
         super().__init__(locust_command(locustfile, host, self.run_dir, list(args), processes=processes,
                                         user_classes=list(user_classes)), log=log, env=env, cwd=cwd)
 
@@ -239,31 +230,10 @@ class Locust(Process):
                 pass
         return self.stop(0)
 
-    def stop(self, timeout_s: float | None = None) -> int | None:
-        rc = super().stop(timeout_s)
-        self._hoist()
-        return rc
-
-    def wait(self, timeout_s: float | None = None) -> int:
-        rc = super().wait(timeout_s)
-        self._hoist()
-        return rc
-
-    def _hoist(self) -> None:
-        """With processes > 1 (see WORKERS_TAKE_RUN_DIR): once Locust has ended, its one folder's files into run_dir."""
-        if not self.nested or self.running() or not self.run_dir.is_dir():
-            return
-        inner = [p for p in self.run_dir.iterdir() if p.is_dir()]
-        if len(inner) == 1 and not (self.run_dir / "run.json").exists():
-            for item in inner[0].iterdir():
-                item.rename(self.run_dir / item.name)
-            inner[0].rmdir()
-
     def written(self) -> Path | None:
         """The run folder when Locust wrote anything into it; an empty one (it stopped first) is removed."""
         if not self.run_dir.is_dir():
             return None
-        self._hoist()
         if any(self.run_dir.iterdir()):
             return self.run_dir
         with contextlib.suppress(OSError):

@@ -163,6 +163,12 @@ def tcp_open(host: str, port: int, timeout_s: float = 1.0) -> bool:
         return False
 
 
+def check_port_free(port: int) -> None:
+    """ValueError naming ``--port`` when something already listens on 127.0.0.1:``port``."""
+    if tcp_open("127.0.0.1", port):
+        raise ValueError(f"--port {port}: something already listens on 127.0.0.1:{port}; choose another PORT=")
+
+
 def free_port() -> int:
     """A TCP port nothing listens on now, on loopback."""
     with socket.socket() as sock:

@@ -318,7 +318,10 @@ def _locked(run_dir: Path):
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)  # closing releases the lock
+        # Unlock explicitly: once gevent has run a subprocess in this process, closing the fd no longer
+        # releases the lock, and the next write of run.json would wait forever.
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def _jsonable(record: RunRecord) -> dict:
@@ -363,10 +366,9 @@ def write_record(run_dir: str | Path, record: RunRecord, keep_external: bool = F
                 old = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError):
                 old = {}
-            known = {json.dumps(e, sort_keys=True) for e in data["events"]}
-            data["events"] += [e for e in old.get("events") or [] if json.dumps(e, sort_keys=True) not in known]
-            if old.get("resilience") is not None and data.get("resilience") is None:
-                data["resilience"] = old["resilience"]
+            for name in EXTERNAL_FIELDS:  # the load process knows none of these: keep what was appended
+                if not data.get(name) and old.get(name):
+                    data[name] = old[name]
         validate(data, path)
         _write(run_dir, data)
     return path

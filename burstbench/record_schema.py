@@ -20,9 +20,7 @@ def _type_schema(tp, version: int) -> dict:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
-        schema = _type_schema(inner[0], version)
-        return {"anyOf": [schema, {"type": "null"}]} if "$ref" in schema else \
-            {**schema, "type": [schema["type"], "null"]}
+        return _nullable(_type_schema(inner[0], version))
     if tp in _MODELS:
         return {"$ref": f"#/$defs/{tp.__name__}{'' if version == SCHEMA_VERSION else '_v1'}"}
     if origin is list:

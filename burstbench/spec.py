@@ -105,9 +105,6 @@ def section_of(name: str) -> str:
     return "target" if name in REQUEST_FIELDS else BY_NAME[name].section if name in BY_NAME else "load"
 
 
-ParameterError.section_of = staticmethod(section_of)
-
-
 def _convert(f: Field, raw):
     """``raw`` (a flag's string or a file's typed value) as ``f``'s type, or SpecError naming ``f``."""
     got = f"(got {raw!r})"
@@ -199,6 +196,8 @@ class LoadSpec:
             if self.users < self.workers:
                 raise SpecError(f"{{users}} must be at least {{workers}} ({self.workers}): each worker needs a user",
                                 "users", "workers")
+        if self.trace is None:
+            self.distribution()  # the arrival process's own rules (burstbench.arrivals)
 
     def distribution(self):
         """The arrival distribution this spec declares (not for traces: see ``burstbench.arrivals.traces``)."""
@@ -223,8 +222,8 @@ class LoadSpec:
         """A sectioned spec (``to_dict``'s shape, as run.json records it) validated again."""
         try:
             return cls.from_values(flatten(doc, source))
-        except SpecError as err:
-            raise ValueError(err.in_file(source)) from None
+        except ParameterError as err:
+            raise ValueError(err.in_file(source, section_of)) from None
 
     def to_dict(self) -> dict:
         """Sectioned, as a config file holds it: ``{"load": {...}, "target": {...}}``, None left out."""
@@ -303,14 +302,11 @@ def spec_from_file(path: str | Path, overrides: dict | None = None) -> LoadSpec:
         raise ValueError(f"--config {path}: the run's headers were not recorded (run.json never keeps header values, "
                          "which may be secrets): give every --header again")
     try:
-        spec = LoadSpec.from_values({**values, **overrides})
-        if spec.trace is None and spec.arrival is not None:
-            spec.distribution()  # the process's own rules (burstbench.arrivals), named as the file's keys
-        return spec
+        return LoadSpec.from_values({**values, **overrides})
     except ParameterError as err:
         if any(n in overrides for n in err.names):
             raise ValueError(err.as_flags()) from None
-        raise ValueError(err.in_file(str(path))) from None
+        raise ValueError(err.in_file(str(path), section_of)) from None
 
 
 def reference_table() -> str:

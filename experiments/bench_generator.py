@@ -35,10 +35,8 @@ from burstbench.analysis import generator, wire
 from burstbench.analysis.runs import RunError, load_run
 from burstbench.arrivals import make_distribution
 from burstbench.experiments import peers
-from burstbench.experiments.bench_plan import (DISPATCHERS, PEER_OVERHEAD_S, STEP_OVERHEAD_S,  # noqa: F401
-                                               TARGET_CASES, Case, Plan)
-from burstbench.experiments.nginx_server import (NGINX_CANDIDATES, NGINX_CONF, FixedBodyServer,  # noqa: F401
-                                                 find_nginx, free_port)
+from burstbench.experiments.bench_plan import DISPATCHERS, TARGET_CASES, Case, Plan
+from burstbench.experiments.nginx_server import FixedBodyServer
 from burstbench.experiments.wire_capture import WireCapture
 from burstbench.locustfiles.recording import make_run_dir
 from burstbench.locustfiles.run_info import git_commit, machine, package_versions

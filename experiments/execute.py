@@ -71,7 +71,7 @@ def _serve_and_load(spec: LoadSpec, service: dict, run_dir: Path, extra: list[st
             say(f"service ready after {ready_s:.1f} s")
             rc = _load(spec, server.url, BUNDLED_LOCUSTFILE, run_dir, extra, interrupts)
     except harness.NotReady as err:
-        say(f"{err}\n--- service log (tail) ---\n{err.tail}")
+        say(str(err))  # NotReady's text ends with the service log's tail
         _remove_if_empty(run_dir)
         return None
     harness.move_log(log, run_dir if run_dir.is_dir() else None, "service.log")

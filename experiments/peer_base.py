@@ -16,7 +16,6 @@ from pathlib import Path
 from burstbench import harness
 
 BUILD_DIR = Path("build")  # the working directory's build/
-ARRIVALS = ("exponential", "gamma")        # burstbench's processes, named as in arrivals/
 PIP_TIMEOUT_S = 1800
 HEARTBEAT_S = 15.0
 

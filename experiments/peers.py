@@ -45,9 +45,8 @@ import time
 from pathlib import Path
 
 from burstbench import harness
-from burstbench.experiments.peer_base import (ARRIVALS, BUILD_DIR, HEARTBEAT_S, PIP_TIMEOUT_S,  # noqa: F401
-                                              Peer, PeerInstallError, PeerResult, arrival_label,
-                                              parse_arrival, say)
+from burstbench.experiments.peer_base import (BUILD_DIR, Peer, PeerInstallError, PeerResult, arrival_label,
+                                              parse_arrival)
 from burstbench.experiments.peer_aiperf import AIPerf
 
 STOP_GRACE_S = 10.0                         # after SIGINT at the deadline, before SIGKILL

@@ -15,11 +15,12 @@ validated spec is written into the run's run.json, so ``--config results/<run>/r
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 from pathlib import Path
 
-from burstbench.spec import (BY_NAME, FIELDS, REQUEST_FIELDS, SCENARIO_NAMES, LoadSpec, SpecError, flag_of,
+from burstbench.errors import ParameterError
+from burstbench.processes import check_port_free
+from burstbench.spec import (BY_NAME, FIELDS, REQUEST_FIELDS, SCENARIO_NAMES, LoadSpec, flag_of,
                              spec_from_file)
 
 SERVICE_ONLY = ("port", "model", "variant", "batching", "ready_timeout")
@@ -87,14 +88,12 @@ def parse(argv: list[str]):
                              f"got {positional!r})")
     try:
         spec = spec_from_file(config, given) if config else LoadSpec.from_values(given)
-    except SpecError as err:
+    except ParameterError as err:
         raise ValueError(err.as_flags()) from None
     if positional not in (None, "trace") and spec.trace is not None:
         raise ValueError(f"with --trace the scenario is 'trace' (got {positional!r})")
     if spec.trace is not None and not Path(spec.trace).is_file():
         raise ValueError(f"--trace {spec.trace}: no such file")
-    if spec.trace is None:
-        spec.distribution()  # the arrival process's own rules, before any folder or process exists
     return spec, _check_service(spec, service), unknown + locust_args
 
 
@@ -112,9 +111,7 @@ def _check_service(spec: LoadSpec, service: dict) -> dict:
     port = _int("--port", service.get("port", 3000))
     if not 1 <= port <= 65535:
         raise ValueError(f"--port must be in [1, 65535] (got {service.get('port')!r})")
-    with socket.socket() as sock:
-        if sock.connect_ex(("127.0.0.1", port)) == 0:
-            raise ValueError(f"--port {port}: something already listens on 127.0.0.1:{port}; choose another PORT=")
+    check_port_free(port)
     batching = service.get("batching")
     if batching not in (None, "on", "off"):
         raise ValueError(f"--batching must be on or off (got {batching!r})")

@@ -38,10 +38,8 @@ from pathlib import Path
 
 from burstbench import harness
 from burstbench.arrivals import SCENARIOS
-from burstbench.paths import default_model_dir
 from burstbench.spec import LoadSpec
-from burstbench.experiments.sweep_plan import (MAX_FIND_N_TRIES, make_plan, rate_grid, step_requests,  # noqa: F401
-                                               step_users)
+from burstbench.experiments.sweep_plan import make_plan, rate_grid, step_requests, step_users
 from burstbench.locustfiles.progress import format_duration
 from burstbench.locustfiles.recording import make_run_dir
 from burstbench.locustfiles.run_info import git_commit, machine
@@ -275,7 +273,7 @@ def main(argv=None) -> int:
         return 2
     model = args.model
     if model is None:
-        model = harness.ensure_default_model(plan["variant"], default_model_dir())
+        model = harness.ensure_default_model(plan["variant"])
     plan["model"] = str(Path(model).resolve())
     plan["model_name"] = Path(model).name
     sweep = Sweep(plan, args.results_dir, sys.argv)

@@ -6,9 +6,9 @@ draws the same schedule Locust will draw.
 from __future__ import annotations
 
 import math
-import socket
 from pathlib import Path
 
+from burstbench.processes import check_port_free
 from burstbench.arrivals import SCENARIOS, ArrivalSchedule, scenario
 from burstbench.arrivals.traces import Trace
 from burstbench.locustfiles.flags import number
@@ -55,9 +55,7 @@ def make_plan(args) -> dict:
         if not rates or any(not 0 < r < math.inf for r in rates):
             raise ValueError(f"--rates must be a comma-separated list of rates in req/s > 0, e.g. 2,4,8 (got {args.rates!r})")
     port = number("--port", args.port, int, "an integer in [1, 65535]", lambda v: 1 <= v <= 65535)
-    with socket.socket() as sock:
-        if sock.connect_ex(("127.0.0.1", port)) == 0:
-            raise ValueError(f"--port {port}: something already listens on 127.0.0.1:{port}; choose another PORT=")
+    check_port_free(port)
     plan = {
         "variant": args.variant, "batching": batching, "processes": processes, "rates": rates,
         "slo_p99_ms": _pos("--slo-p99-ms", args.slo_p99_ms),

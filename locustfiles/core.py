@@ -26,9 +26,10 @@ from burstbench.locustfiles.endpoint import redact_argv
 from burstbench.locustfiles.progress import progress_line
 from burstbench.locustfiles.distributed import Coordinator
 from burstbench.locustfiles import stamps
+from burstbench.locustfiles.generator_health import busy_waits
 from burstbench.locustfiles.self_monitor import GENERATOR_FILE, GeneratorMonitor, generator_verdict, write_csv
 from burstbench.locustfiles.recording import FLUSH_EVERY_S, RowBuffer, RowRecorder, make_run_dir
-from burstbench.locustfiles.run_info import build_record
+from burstbench.locustfiles.run_info import build_record, environment_facts
 from burstbench.locustfiles.run_plan import RunPlan, Target, recorded_spec
 from burstbench.record import write_record
 from burstbench.locustfiles.texts import TextSubset
@@ -78,6 +79,7 @@ class Run:
         self.generator_verdict: list[str] = []
         self.wait_time_info = None  # a locustfile with Locust's own pacing says which (run.json wait_time)
         self.recorded_spec = None if role == "worker" else recorded_spec(plan, opts, host)
+        self.environment_facts = None if role == "worker" else environment_facts()
         if role == "worker":  # its slots and start epoch come from the master (``use_share``)
             self.run_dir = None
             self.rows = RowBuffer()
@@ -325,7 +327,7 @@ class Run:
         write_csv(samples, self.run_dir / GENERATOR_FILE)
         lateness = self.sent_lateness_ms()
         p99 = float(np.percentile(lateness, 99)) if len(lateness) else float("nan")
-        self.generator_verdict = generator_verdict(samples, p99, busy_wait=self.plan.dispatcher == "spin")
+        self.generator_verdict = generator_verdict(samples, p99, busy_wait=busy_waits(self.plan.dispatcher))
 
     def sent_lateness_ms(self) -> np.ndarray:
         """Every row's lateness: noted by this process's monitor, or (master) reported by the workers."""

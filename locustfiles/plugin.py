@@ -13,6 +13,7 @@ from locust import FastHttpUser, HttpUser, events
 
 import signal
 import sys
+import time
 from typing import Callable
 
 import gevent
@@ -43,6 +44,7 @@ class _Paced:
         if run is not None and run.stamped:
             try:
                 stamps.warm_connection(self)  # the TCP handshake before the first slot, not inside it
+                self.burstbench_sent_s = time.perf_counter()  # fresh: the first slot's idle check keeps it
             except OSError:
                 pass  # the first request will record the failure
         self.wait()  # claim the first slot (arrival) or sleep the first think time

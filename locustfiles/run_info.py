@@ -12,7 +12,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from burstbench.record import SCHEMA_VERSION, Counts, Generator, Git, Machine, RunRecord, Schedule
+from burstbench.record import ROWS_FILE, SCHEMA_VERSION, Counts, Generator, Git, Machine, RunRecord, Schedule
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("burstbench", "locust", "numpy", "scipy", "requests", "gevent", "pandas")
@@ -77,13 +77,17 @@ def clocks(stamped: bool) -> dict:
     }
 
 
+def environment_facts() -> dict:
+    """Versions, git commit and machine: looked up once per run, not at every rewrite of run.json."""
+    return {"versions": package_versions(), "git": git_commit(), "machine": machine()}
+
+
 def build_record(run, status: str, argv: list[str], generator_file: str) -> RunRecord:
     """The run record of ``run`` (a locustfiles.core.Run) now; ``argv`` already redacted and scrubbed."""
     total = run.environment.stats.total
     counts = run.rows.counts()
     interrupted = counts["failure_kinds"].get("interrupted", 0)
     options = run.environment.parsed_options
-    spec = getattr(run, "recorded_spec", None) or getattr(run.plan, "spec", None)
     return RunRecord(
         schema_version=SCHEMA_VERSION,
         status=status,
@@ -123,11 +127,11 @@ def build_record(run, status: str, argv: list[str], generator_file: str) -> RunR
             and total.num_requests == counts["rows"] - interrupted,
         ),
         target=run.target_info,
-        versions=package_versions(),
-        git=Git(**git_commit()),
-        machine=Machine(**machine()),
-        files={"rows": "requests.csv", "locust_csv_prefix": "locust", "locust_html": "locust.html"},
-        wait_time=getattr(run, "wait_time_info", None),
-        spec=None if spec is None else (spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)),
+        versions=run.environment_facts["versions"],
+        git=Git(**run.environment_facts["git"]),
+        machine=Machine(**run.environment_facts["machine"]),
+        files={"rows": ROWS_FILE, "locust_csv_prefix": "locust", "locust_html": "locust.html"},
+        wait_time=run.wait_time_info,
+        spec=run.recorded_spec,
         events=[],
     )

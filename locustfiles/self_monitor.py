@@ -4,8 +4,7 @@
     monitor.start()                                  # at test start, in the hub's thread
     monitor.note_send(lateness_ms, claim_late)       # by the sender, once per request
     monitor.stop()                                   # at the end: a last sample
-    write_csv(monitor.samples, run_dir / GENERATOR_FILE)
-    for line in monitor.verdict(): print(line)       # [] when the generator kept up
+    write_csv(monitor.samples, run_dir / GENERATOR_FILE)   # and generator_verdict(samples, p99): [] when it kept up
 
 It runs inside the load process beside sends that must be punctual to 0.1 ms, so nothing in it
 blocks and nothing costs more than microseconds on the loop:
@@ -177,10 +176,3 @@ class GeneratorMonitor:
         if not self._lateness:
             return math.nan
         return float(np.quantile(np.frombuffer(self._lateness[:], dtype=float), 0.99))
-
-    def verdict(self, **thresholds) -> list[str]:
-        """``generator_verdict`` of this process's samples and its own sends' lateness p99."""
-        return generator_verdict(self.samples, self.lateness_p99_ms(), **thresholds)
-
-    def write_csv(self, path) -> None:
-        write_csv(self.samples, path)

@@ -23,13 +23,9 @@ from burstbench.record import RecordError, append_event, load_record, update_rec
 
 from . import disruptions as act
 from .plan import Plan, PlanError
-from .server import LocalServer, free_port, temp_dir
+from .server import LocalServer, temp_dir
 
-from burstbench.paths import package_folder  # noqa: E402
-
-LOCUSTFILES_DIR = package_folder("locustfiles")
-LOCUSTFILE = LOCUSTFILES_DIR / "sentiment.py"
-DEFAULT_MODEL = Path("build") / "models" / "untrained-roberta-base"
+LOCUSTFILE = harness.locustfile("sentiment.py")
 RUN_FOLDER_TIMEOUT_S = 120
 PROGRESS_EVERY_S = 10
 
@@ -60,11 +56,6 @@ def locust_flags(plan: Plan, requests: int) -> list[str]:
     spec = plan.load.spec.with_values(requests=requests, pacing="arrival", run_name=run_name(plan),
                                       progress_every=float(PROGRESS_EVERY_S))
     return ["-u", str(spec.users), "-r", str(spec.users), *spec.locust_args()]
-
-
-def locust_command(plan: Plan, host: str, run_dir: Path, requests: int) -> list[str]:
-    """The load's Locust command line, writing exactly ``run_dir``."""
-    return harness.locust_command(LOCUSTFILE, host, run_dir, locust_flags(plan, requests))
 
 
 def check_programs(plan: Plan) -> list[str]:
@@ -120,9 +111,9 @@ class Harness:
     def _start_local(self) -> None:
         model = self.model
         if model is None:
-            say(f"building (or reusing) the default model in {DEFAULT_MODEL}")
-            model = harness.ensure_default_model("onnx-fp32", DEFAULT_MODEL)
-        port = self.port or free_port()
+            say(f"building (or reusing) the default model in {harness.default_model_dir()}")
+            model = harness.ensure_default_model("onnx-fp32")
+        port = self.port or harness.free_port()
         self.server = LocalServer(model, port, self.plan.supervisor, temp_dir("burstbench-resilience-"))
         self.host = self.server.url
         how = "under supervisord" if self.plan.supervisor == "supervisord" else "with no supervisor"

@@ -30,7 +30,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from burstbench.spec import LoadSpec, SpecError
+from burstbench.errors import ParameterError
+from burstbench.spec import LoadSpec
 
 PLANS_DIR = Path(__file__).resolve().parent / "plans"
 TARGETS = ("local", "k8s")
@@ -177,12 +178,12 @@ def parse_plan(raw: dict, path: Path) -> Plan:
                           "a number of seconds in [1, 86400]")
     given = {k: v for k, v in load_raw.items() if k != "duration"}
     defaults = {k: v for k, v in LOAD_DEFAULTS.items() if not (k == "mean" and "rate" in given)}
+    if ({**defaults, **given}["arrival"] == "gamma") != ("shape" in given):
+        raise PlanError(f"{path}: load.shape is required with load.arrival = \"gamma\" and only then (a number > 0)")
     try:
         load = Load(spec=LoadSpec.from_values({**defaults, **given}), duration_s=duration_s)
-    except SpecError as err:
+    except ParameterError as err:
         raise PlanError(err.in_file(str(path))) from None
-    if (load.arrival == "gamma") != (load.shape is not None):
-        raise PlanError(f"{path}: load.shape is required with load.arrival = \"gamma\" and only then (a number > 0)")
     rec_raw = f.table(raw, "recovery")
     f.only(rec_raw, "recovery.", ("consecutive_ok", "latency_factor", "min_threshold_ms"))
     r = Recovery()

@@ -16,10 +16,8 @@ from pathlib import Path
 
 import psutil
 
-from burstbench.harness import SUPERVISED_PROGRAM as PROGRAM  # noqa: F401 (supervisord's [program:] name)
 from burstbench.harness import NotReady, Service, wait_until  # noqa: F401 (wait_until: for the disruptions)
 
-WORKDIR = Path.cwd()  # supervisord runs the server where burstbench was started
 WORKER_MARK = "_bentoml_impl.worker"
 
 
@@ -67,7 +65,7 @@ class LocalServer(Service):
     def __init__(self, model: Path, port: int, supervisor: str, log_dir: Path, env: dict | None = None,
                  extra_args: tuple[str, ...] = ()):
         super().__init__(Path(model).resolve(), port, extra_args=extra_args, env=env, log_dir=log_dir,
-                         supervisor=supervisor, workdir=WORKDIR, stop_timeout_s=40)
+                         supervisor=supervisor, stop_timeout_s=40)
         self.seen: dict[int, psutil.Process] = {}  # every process of the tree ever seen (psutil guards pid reuse)
         self.stopped = False
 
@@ -136,12 +134,6 @@ def _ours(proc: psutil.Process) -> bool:
     return WORKER_MARK in cmd or "bentoml" in cmd or "service serve" in cmd or "supervisord" in cmd
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def temp_dir(prefix: str) -> Path:

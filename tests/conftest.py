@@ -200,9 +200,6 @@ def pytest_collection_modifyitems(config, items):
         kind, why = kind_of(item)
         if kind is not None and not _explicit_kinds(item):
             item.add_marker(getattr(pytest.mark, kind))
-        found = _explicit_kinds(item)
-        if why is None and len(found) != 1:
-            why = f"{len(found)} kinds after classification: {sorted(found)}"
         if why is not None:
             problems.append(f"  {item.nodeid}: {why}")
     if problems:

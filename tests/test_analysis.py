@@ -123,7 +123,10 @@ def test_unknown_column_is_named(tmp_path):
         load_run(run_dir)
 
 
-def test_rows_schema_matches_what_the_locustfiles_write():
+def test_rows_schema_matches_what_the_locustfiles_write(tmp_path):
     from burstbench.analysis.runs import KNOWN_COLUMNS
+    from burstbench.locustfiles.recording import RowRecorder
 
-    assert tuple(ROW_COLUMNS) == KNOWN_COLUMNS
+    recorder = RowRecorder(tmp_path)
+    recorder.close()
+    assert tuple(pd.read_csv(tmp_path / "requests.csv").columns) == KNOWN_COLUMNS

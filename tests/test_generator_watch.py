@@ -39,7 +39,7 @@ def _burn(**_kwargs):
 
 @pytest.fixture(scope="module")
 def nginx_url():
-    from burstbench.experiments.bench_generator import FixedBodyServer, find_nginx
+    from burstbench.experiments.nginx_server import FixedBodyServer, find_nginx
 
     try:
         server = FixedBodyServer(find_nginx(None)).start()

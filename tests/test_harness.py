@@ -170,9 +170,9 @@ def test_forward_interrupts_passes_each_press_on_once(tmp_path):
 @pytest.mark.load
 def test_locust_writes_exactly_the_run_folder_it_is_given(fastapi_server, tmp_path):  # noqa: F811
     results = tmp_path / "results"
+    other = harness.new_run_dir(results, "harness-check")  # a folder that was there already is never taken
     run_dir = harness.new_run_dir(results, "harness-check")
-    other = results / "20000101T000000Z-someone-else"  # a folder that was there already is never taken
-    other.mkdir()
+    assert run_dir != other and list(run_dir.iterdir()) == []
     flags = ["--path", "/v1/classify", "--payload", '{"inputs": "{text}"}', "--scenario", "steady",
              "--mean", "0.02", "--requests", "12", "--seed", "1", "-u", "2", "-r", "2"]
     locust = harness.Locust(HTTP_LOCUSTFILE, fastapi_server.url, run_dir, flags, log=tmp_path / "locust.log",
@@ -180,7 +180,7 @@ def test_locust_writes_exactly_the_run_folder_it_is_given(fastapi_server, tmp_pa
     with locust:
         rc = locust.finish(120, grace_s=20)
     assert rc == 0, locust.log_tail()
-    assert "--run-dir" in locust.cmd and str(run_dir) in locust.cmd
+    assert locust.cmd[locust.cmd.index("--run-dir") + 1] == str(run_dir)
     assert locust.written() == run_dir
     info = json.loads((run_dir / "run.json").read_text())
     assert info["counts"]["ok"] == 12 and info["counts"]["sent"] == 12

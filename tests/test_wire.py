@@ -23,7 +23,7 @@ REQUIRE_WIRE = bool(os.environ.get("BURSTBENCH_REQUIRE_WIRE"))
 # -- (a) a real capture ------------------------------------------------------------------------
 @pytest.mark.load
 def test_real_capture_sees_every_request_at_the_clients_time(tmp_path):
-    from burstbench.experiments.bench_generator import FixedBodyServer, find_nginx
+    from burstbench.experiments.nginx_server import FixedBodyServer, find_nginx
 
     reason = WireCapture.available()
     try:
