@@ -32,6 +32,14 @@ def _positive(name: str, value) -> float:
     return value
 
 
+def _state_value(what: str, i: int, value) -> float:
+    try:
+        return _positive("mmpp", value)
+    except ParameterError:
+        raise ParameterError(f"{{mmpp}} state {i + 1}: the {what} must be a finite number > 0 (got {value!r})",
+                             "mmpp") from None
+
+
 def _check_n(n) -> int:
     if isinstance(n, bool) or int(n) != n or n < 0:
         raise ValueError(f"n must be an integer >= 0 (got {n!r})")
@@ -95,7 +103,7 @@ class FromDistribution(_RenewalDistribution):
 
     def describe(self) -> dict:
         return {"process": self.kind, "distribution": self.name, "params": dict(self.params), "mean_s": self.mean,
-                "var_s2": self.var, "cv": self.cv, "rate_per_s": self.rate}
+                "var_s2": self.var, "cv": self.cv, "rate_per_s": self.rate, "label": str(self)}
 
     def __str__(self) -> str:
         params = ", ".join(f"{k}={v:g}" for k, v in self.params.items())
@@ -124,8 +132,8 @@ class MMPP:
         if len(rates) < 2 or len(rates) != len(dwell):
             raise ParameterError(f"{{mmpp}} needs at least two states, each with a rate and a dwell time (got "
                                  f"{len(rates)} rates and {len(dwell)} dwell times)", "mmpp")
-        object.__setattr__(self, "rates", tuple(_positive("rate", r) for r in rates))
-        object.__setattr__(self, "dwell_s", tuple(_positive("dwell", d) for d in dwell))
+        object.__setattr__(self, "rates", tuple(_state_value("rate", i, r) for i, r in enumerate(rates)))
+        object.__setattr__(self, "dwell_s", tuple(_state_value("dwell time", i, d) for i, d in enumerate(dwell)))
 
     @cached_property
     def generator(self) -> np.ndarray:
@@ -178,24 +186,33 @@ class MMPP:
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` successive gaps of one stationary run: the state from its stationary law, then the chain."""
-        n = _check_n(n)
-        gaps = np.empty(n)
+        return self.gap_stream(rng)(_check_n(n))
+
+    def gap_stream(self, rng: np.random.Generator):
+        """``draw(n)``: the next ``n`` gaps of one run, the chain's state carried from call to call (so gaps
+        drawn in chunks are the gaps drawn at once)."""
         state = int(rng.choice(len(self.rates), p=self.stationary))
-        left = rng.exponential(self.dwell_s[state])  # time left in this state (memoryless)
-        waited = 0.0
-        i = 0
-        while i < n:
-            gap = rng.exponential(1.0 / self.rates[state])
-            if gap < left:
-                left -= gap
-                gaps[i] = waited + gap
-                waited = 0.0
-                i += 1
-            else:  # the state ends first: the wait so far carries over into the next state
-                waited += left
-                state = (state + 1) % len(self.rates)
-                left = rng.exponential(self.dwell_s[state])
-        return gaps
+        chain = {"state": state, "left": rng.exponential(self.dwell_s[state]), "waited": 0.0}
+
+        def draw(n: int) -> np.ndarray:
+            gaps = np.empty(n)
+            state, left, waited = chain["state"], chain["left"], chain["waited"]
+            i = 0
+            while i < n:
+                gap = rng.exponential(1.0 / self.rates[state])
+                if gap < left:
+                    left -= gap
+                    gaps[i] = waited + gap
+                    waited = 0.0
+                    i += 1
+                else:  # the state ends first: the wait so far carries over into the next state
+                    waited += left
+                    state = (state + 1) % len(self.rates)
+                    left = rng.exponential(self.dwell_s[state])
+            chain.update(state=state, left=left, waited=waited)
+            return gaps
+
+        return draw
 
     def cdf(self, x):
         """The stationary law of one gap: ``1 - alpha exp((Q - Lambda) x) 1``."""
@@ -216,7 +233,7 @@ class MMPP:
 
     def describe(self) -> dict:
         return {"process": self.kind, "rates_per_s": list(self.rates), "dwell_s": list(self.dwell_s),
-                "mean_s": self.mean, "rate_per_s": self.rate, "cv": self.cv, "idc_1s": self.idc(1.0)}
+                "mean_s": self.mean, "rate_per_s": self.rate, "cv": self.cv, "idc_1s": self.idc(1.0), "label": str(self)}
 
     def __str__(self) -> str:
         states = ", ".join(f"{r:g}/s for {d:g}s" for r, d in zip(self.rates, self.dwell_s))

@@ -52,8 +52,10 @@ class ArrivalSchedule:
 
     @classmethod
     def draw(cls, distribution: ArrivalDistribution, n: int, seed: int) -> "ArrivalSchedule":
-        gaps_s = distribution.sample(check_requests(n), rng_for(seed, "schedule"))
-        return cls(distribution=distribution, seed=check_seed(seed), offsets_s=np.cumsum(gaps_s))
+        from .lazy import offset_stream  # the one way offsets are drawn: lazily drawn schedules equal this one
+
+        offsets = offset_stream(distribution, rng_for(check_seed(seed), "schedule"))(check_requests(n))
+        return cls(distribution=distribution, seed=check_seed(seed), offsets_s=offsets)
 
     def __len__(self) -> int:
         return len(self.offsets_s)

@@ -35,13 +35,13 @@ class RateProfile:
             try:
                 duration, start, end = (float(v) for v in seg)
             except (TypeError, ValueError):
-                raise ParameterError(f"{{stages}} segment {i} must be (duration_s, start_rate, end_rate) "
+                raise ParameterError(f"{{stages}} segment {i + 1} must be (duration_s, start_rate, end_rate) "
                                      f"(got {seg!r})", "stages") from None
             if not (math.isfinite(duration) and duration > 0):
-                raise ParameterError(f"{{stages}} segment {i}: the duration must be a number of seconds > 0 "
+                raise ParameterError(f"{{stages}} segment {i + 1}: the duration must be a number of seconds > 0 "
                                      f"(got {duration:g})", "stages")
             if not all(math.isfinite(r) and r >= 0 for r in (start, end)):
-                raise ParameterError(f"{{stages}} segment {i}: rates must be numbers of requests/s >= 0 "
+                raise ParameterError(f"{{stages}} segment {i + 1}: rates must be numbers of requests/s >= 0 "
                                      f"(got {start:g} to {end:g})", "stages")
             checked.append((duration, start, end))
         if not checked:
@@ -130,9 +130,20 @@ class Stages:
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` gaps whose arrival times follow the profile (the last rate holds after it)."""
-        operational = np.cumsum(self.unit_base.sample(n, rng))
-        times = self.profile.inverse(operational)
-        return np.diff(times, prepend=0.0)
+        return np.diff(self.offset_stream(rng)(n), prepend=0.0)
+
+    def offset_stream(self, rng: np.random.Generator):
+        """``draw(n)``: the next ``n`` arrival offsets (s), the base's operational time carried between calls."""
+        operational_end = [0.0]
+
+        def draw(n: int) -> np.ndarray:
+            # Prepending the running sum keeps chunked sums bit-identical to one cumulative sum.
+            operational = np.cumsum(np.concatenate([operational_end, self.unit_base.sample(n, rng)]))[1:]
+            if len(operational):
+                operational_end[0] = float(operational[-1])
+            return self.profile.inverse(operational)
+
+        return draw
 
     def rescaled_gaps(self, offsets_s) -> np.ndarray:
         """Gaps of ``Lambda(arrival times)``: unit-mean draws of the base when the traffic followed the profile."""
@@ -149,7 +160,8 @@ class Stages:
 
     def describe(self) -> dict:
         base = self.unit_base.describe() if hasattr(self.unit_base, "describe") else {"process": str(self.base)}
-        return {"process": self.kind, "base": base, "profile": self.profile.describe(), "mean_s": self.mean}
+        return {"process": self.kind, "base": base, "profile": self.profile.describe(), "mean_s": self.mean,
+                "rate_per_s": self.rate, "cv": self.unit_base.cv, "label": str(self)}
 
     def __str__(self) -> str:
         return f"stages({self.profile}; base cv={self.unit_base.cv:.2f})"

@@ -97,8 +97,8 @@ def test_mmpp_drives_a_schedule_reproducibly():
 @pytest.mark.parametrize("rates, dwell, message", [
     ((5.0,), (1.0,), "needs at least two states"),
     ((5.0, 1.0), (1.0,), "needs at least two states, each with a rate and a dwell time"),
-    ((5.0, 0.0), (1.0, 1.0), "--rate must be a finite number > 0 (got 0.0)"),
-    ((5.0, 1.0), (1.0, -2), "--dwell must be a finite number > 0 (got -2.0)"),
+    ((5.0, 0.0), (1.0, 1.0), "--mmpp state 2: the rate must be a finite number > 0 (got 0.0)"),
+    ((5.0, 1.0), (1.0, -2), "--mmpp state 2: the dwell time must be a finite number > 0 (got -2)"),
 ])
 def test_bad_mmpp_states_are_refused_in_one_line(rates, dwell, message):
     with pytest.raises(ParameterError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -59,11 +59,11 @@ def test_stages_are_reproducible_and_the_last_rate_holds_after_the_profile():
 
 @pytest.mark.parametrize("segments, message", [
     ([], "needs at least one segment"),
-    ([(0, 5, 5)], "segment 0: the duration must be a number of seconds > 0"),
-    ([(10, -1, 5)], "segment 0: rates must be numbers of requests/s >= 0"),
+    ([(0, 5, 5)], "segment 1: the duration must be a number of seconds > 0"),
+    ([(10, -1, 5)], "segment 1: rates must be numbers of requests/s >= 0"),
     ([(10, 5, 5), (10, 5, 0)], "must end at a rate > 0"),
-    ([(10, 5)], r"segment 0 must be \(duration_s, start_rate, end_rate\)"),
-    ([("ten", 5, 5)], r"segment 0 must be \(duration_s, start_rate, end_rate\)"),
+    ([(10, 5)], r"segment 1 must be \(duration_s, start_rate, end_rate\)"),
+    ([("ten", 5, 5)], r"segment 1 must be \(duration_s, start_rate, end_rate\)"),
 ])
 def test_bad_profiles_are_refused_in_one_line(segments, message):
     with pytest.raises(ParameterError, match=message) as err:
