@@ -14,8 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .fidelity import (declared_distribution, fidelity_table, gap_figure, lateness_table, scheduled_gaps_s,
-                       sent_gaps_s, verdict)
+from burstbench.arrivals import Stages
+
+from . import process_fidelity
+from .fidelity import (ALPHA, NO_PROCESS, declared_process, fidelity_table, gap_figure, has_declared_process,
+                       is_renewal, lateness_table, scheduled_gaps_s, sent_gaps_s, verdict)
 from burstbench.locustfiles.generator_health import CPU_LIMIT_PERCENT, GENERATOR_FILE, LATENESS_LIMIT_MS, LOOP_DELAY_LIMIT_MS
 from .latency import batch_sizes, latency_table, locust_percentiles, run_facts
 from burstbench.record import Machine
@@ -25,6 +28,7 @@ from .summary import generator_lines, latency_figure, summarise
 from .timeline import timeline, timeline_figure
 
 REPORT_DIR = "report"
+FIDELITY_TITLE = "Inter-arrival fidelity (Figures 1-3)"
 
 
 @dataclass
@@ -38,7 +42,7 @@ class Section:
 
 def build_sections(run: RunFolder, out: Path) -> list[Section]:
     facts = run_facts(run)
-    dist = declared_distribution(run)
+    dist = declared_process(run) if has_declared_process(run) else None
     status = run.record.status or "unknown"
     fid = fidelity_table(run)
     headline = [verdict(run, table=fid)]
@@ -53,9 +57,13 @@ def build_sections(run: RunFolder, out: Path) -> list[Section]:
     verdict_text = "\n\n".join([*generator_lines(run, facts["lateness_p99_ms"]), " ".join(headline)])
 
     overview = pd.DataFrame({"value": {
-        "scenario": facts["scenario"], "declared process": str(dist), "pacing": facts["pacing"],
+        "scenario": facts["scenario"],
+        "declared process": str(dist) if dist is not None else "none (concurrency pacing)",
+        "pacing": facts["pacing"],
         "users": facts["users"], "requests sent": len(run.rows), "duration (s)": round(facts["duration_s"], 1),
-        "offered rate (req/s)": facts["offered_rate_per_s"],
+        # Reports print both: a rate reads as load, a mean gap as the schedule's spacing.
+        "declared rate (req/s)": float(dist.rate) if dist is not None else "n/a",
+        "declared mean gap (s)": float(dist.mean) if dist is not None else "n/a",
         "achieved rate (req/s)": round(facts["achieved_rate_per_s"], 3),
         "target": _target_label(run.record.target or {}),
         "git commit": None if run.record.git is None else run.record.git.commit,
@@ -69,10 +77,6 @@ def build_sections(run: RunFolder, out: Path) -> list[Section]:
     tl = timeline(run)
 
     figures = {
-        "gaps_scheduled": gap_figure(scheduled_gaps_s(run), dist, f"{run.name}: scheduled gaps vs {dist}",
-                                     out / "gaps_scheduled.png"),
-        "gaps_sent": gap_figure(sent_gaps_s(run), dist, f"{run.name}: gaps between actual sends vs {dist}",
-                                out / "gaps_sent.png"),
         "latency": latency_figure(run, summarise(run), out / "latency.png"),
         "timeline": timeline_figure(run, out / "timeline.png"),
     }
@@ -101,16 +105,50 @@ def build_sections(run: RunFolder, out: Path) -> list[Section]:
         Section("Latency (Tables 3-4)", latency_text,
                 tables=[("latency", shown)] + ([("locust_percentiles", locust)] if locust is not None else []),
                 figures=[figures["latency"]], csv={"latency": lat}),
-        Section("Inter-arrival fidelity (Figures 1-3)",
-                "Gaps between scheduled sends (the declared process) and between actual sends, against the "
-                "theoretical distribution: KS and Anderson-Darling tests, Wasserstein distance / mean.",
-                tables=[("fidelity", fid), ("lateness", late)],
-                figures=[figures["gaps_scheduled"], figures["gaps_sent"]]),
+        fidelity_section(run, dist, fid, late, out),
         Section("Batching", "Batch sizes the service reported for successful requests.",
                 tables=[("batch_sizes", batches.to_frame())]),
         Section("Timeline (Figure 4)", "Requests, failures and latency over time, in fixed windows.",
                 tables=[("timeline", tl)], figures=[figures["timeline"]]),
     ]
+
+
+def fidelity_section(run: RunFolder, dist, fid: pd.DataFrame, late: pd.DataFrame, out: Path) -> Section:
+    """The declared process against the scheduled and the sent arrivals, worded for its kind."""
+    if dist is None:
+        return Section(FIDELITY_TITLE, NO_PROCESS)
+    tables = [("fidelity", fid), ("lateness", late)]
+    if is_renewal(dist):
+        figures = [gap_figure(scheduled_gaps_s(run), dist, f"{run.name}: scheduled gaps vs {dist}",
+                              out / "gaps_scheduled.png"),
+                   gap_figure(sent_gaps_s(run), dist, f"{run.name}: gaps between actual sends vs {dist}",
+                              out / "gaps_sent.png")]
+        return Section(FIDELITY_TITLE, "Gaps between scheduled sends (the declared process) and between actual "
+                       "sends, against the theoretical distribution: KS and Anderson-Darling tests, Wasserstein "
+                       "distance / mean.", tables=tables, figures=figures)
+    figures = process_fidelity.figures(run, dist, fid, out)
+    if isinstance(dist, Stages):
+        text = (f"The declared rate profile ({dist.profile}) over a renewal base, checked by time-rescaling: each "
+                "arrival time t (seconds from the schedule start) is mapped through the profile's integrated rate "
+                "Lambda(t). Traffic that followed the profile gives gaps Lambda(t_i) - Lambda(t_(i-1)) that are "
+                f"i.i.d. draws of the unit-mean base {dist.unit_base}: tested, for the scheduled and the sent "
+                "times, by KS and Anderson-Darling, with the Wasserstein distance / mean. Those tests see only the "
+                "gaps' law, not where in time the requests went, so the counts per bin are also tested against "
+                "the profile (a quasi-Poisson chi-square); each test at alpha / 2. The gap figures show the "
+                "rescaled gaps; rate.png the intended rate against sent requests per bin, with the 95% band of "
+                "a bin's count.")
+    else:
+        windows = ", ".join(f"{w:g}" for w in process_fidelity.idc_windows_s(dist))
+        factors = ", ".join(f"{f:g}" for f in process_fidelity.IDC_WINDOW_FACTORS)
+        text = ("A Markov-modulated Poisson process: its gaps are correlated, so the KS test of them against the "
+                "stationary gap law (and the gap figures) is only indicative. Judged, for the scheduled and the "
+                "sent times, each against the exact theory: the mean gap, the gap CV and the index of dispersion "
+                f"of counts Var N(w) / E N(w) in windows of {windows} s ({factors} times the shortest mean dwell; "
+                f"each where the run spans at least {process_fidelity.MIN_WINDOWS} windows). Each CI comes from "
+                f"a seeded bootstrap over blocks of time, at the level in ci_level ({100 * ALPHA:g}% shared by a "
+                "set's statistics); a row fits when the theory lies inside its CI. idc.png: realised IDC by "
+                "window, with CIs, against the theory.")
+    return Section(FIDELITY_TITLE, text, tables=tables, figures=figures)
 
 
 def generator_table(samples: pd.DataFrame) -> pd.DataFrame:

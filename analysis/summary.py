@@ -31,9 +31,11 @@ def format_summary(run: RunFolder, table: pd.DataFrame, facts: dict) -> str:
     for col in [*QUANTILES, "min", "avg", "max"]:
         shown[col] = shown[col].map(lambda v: "n/a" if pd.isna(v) else f"{v:.1f}")
     header = "".join(line + "\n" for line in generator_lines(run, facts["lateness_p99_ms"]))
-    header += (f"run {run.name}: {facts['process']} ({facts['scenario']}), pacing {facts['pacing']}, "
-               f"{facts['users']} users\n"
-               f"offered {facts['offered_rate_per_s']:.3f} req/s, achieved {facts['achieved_rate_per_s']:.3f} req/s; "
+    offered = facts["offered_rate_per_s"]
+    header += (f"run {run.name}: {facts['process'] or 'no arrival process'} ({facts['scenario']}), pacing "
+               f"{facts['pacing']}, {facts['users']} users\n"
+               + (f"offered {offered:.3f} req/s" if offered is not None else f"{facts['users']} requests kept in flight")
+               + f", achieved {facts['achieved_rate_per_s']:.3f} req/s; "
                f"lateness p50 {facts['lateness_p50_ms']:.3f} ms, p99 {facts['lateness_p99_ms']:.3f} ms "
                f"(max {facts['lateness_max_ms']:.1f} ms)")
     if facts["batch_size_max"] is not None:

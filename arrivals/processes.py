@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
-from scipy import integrate, linalg, stats
+from scipy import integrate, linalg, optimize, stats
 
 from burstbench.errors import ParameterError
 
@@ -214,22 +214,36 @@ class MMPP:
 
         return draw
 
+    @cached_property
+    def _spectral(self):
+        """One eigendecomposition of ``Q - Lambda``: the gap law's survival and density weights per eigenvalue,
+        so that ``cdf``/``pdf`` over a million gaps cost one exponential each, not a matrix exponential each."""
+        lam = np.diag(self.rates)
+        alpha = self.stationary @ lam / self.rate
+        eigenvalues, vectors = np.linalg.eig(self.generator - lam)
+        left, ones = alpha @ vectors, np.ones(len(self.rates))
+        inverse = np.linalg.inv(vectors)
+        return eigenvalues, left * (inverse @ ones), left * (inverse @ lam @ ones)
+
+    def _spectral_sum(self, x, weights):
+        x = np.asarray(x, dtype=float)
+        return x, np.real(np.exp(np.multiply.outer(np.maximum(x, 0.0), self._spectral[0])) @ weights)
+
     def cdf(self, x):
         """The stationary law of one gap: ``1 - alpha exp((Q - Lambda) x) 1``."""
-        lam = np.diag(self.rates)
-        alpha = self.stationary @ lam / self.rate
-        sub = self.generator - lam
-        ones = np.ones(len(self.rates))
-        values = [1.0 - float(alpha @ linalg.expm(sub * xi) @ ones) if xi > 0 else 0.0 for xi in np.ravel(x)]
-        return np.reshape(values, np.shape(x))
+        x, survival = self._spectral_sum(x, self._spectral[1])
+        return np.where(x > 0, np.clip(1.0 - survival, 0.0, 1.0), 0.0)
 
     def pdf(self, x):
-        lam = np.diag(self.rates)
-        alpha = self.stationary @ lam / self.rate
-        sub = self.generator - lam
-        exit_rates = lam @ np.ones(len(self.rates))
-        values = [float(alpha @ linalg.expm(sub * xi) @ exit_rates) if xi >= 0 else 0.0 for xi in np.ravel(x)]
-        return np.reshape(values, np.shape(x))
+        """``alpha exp((Q - Lambda) x) Lambda 1``."""
+        x, density = self._spectral_sum(x, self._spectral[2])
+        return np.where(x >= 0, np.maximum(density, 0.0), 0.0)
+
+    def ppf(self, q: float) -> float:
+        high = 10.0 / min(self.rates)
+        while self.cdf(high) < q:
+            high *= 2
+        return float(optimize.brentq(lambda x: float(self.cdf(x)) - q, 0.0, high))
 
     def describe(self) -> dict:
         return {"process": self.kind, "rates_per_s": list(self.rates), "dwell_s": list(self.dwell_s),

@@ -86,6 +86,7 @@ class Pacing:
     """
 
     open_loop = True
+    stop_user: type[BaseException] | None = None  # Locust's StopUser, looked up at the first stop (tests set it)
 
     def __init__(self, process, seed: int = 0, requests: int | None = None, dispatcher="auto",
                  clock: Callable[[], float] = time.time, factory: str = "pacing"):
@@ -96,7 +97,7 @@ class Pacing:
             self.requests = None if requests is None else check_requests(requests)
         except ParameterError as err:
             raise _python_error(err, factory) from None
-        self.schedule = LazySchedule(process, self.seed, limit=self.requests)
+        self.schedule = self._make_schedule()
         self.clock = clock
         self.dispenser = StreamDispenser(self.schedule, clock=clock)
         self.dispatcher = dispatcher
@@ -112,6 +113,9 @@ class Pacing:
 
             native.attach(self)
 
+    def _make_schedule(self):
+        return LazySchedule(self.process, self.seed, limit=self.requests)
+
     # -- as a class attribute ---------------------------------------------------------------
     def __set_name__(self, owner, name) -> None:
         _wrap_lifecycle(owner, self)
@@ -126,10 +130,15 @@ class Pacing:
         slot = self._claim(user)
         if slot is None:
             self._user_stopped(user)
+            raise self._stop_user()
+        return self._wait_for(user, slot)
+
+    def _stop_user(self) -> BaseException:
+        if self.stop_user is None:
             from locust.exception import StopUser
 
-            raise StopUser()
-        return self._wait_for(user, slot)
+            self.stop_user = StopUser
+        return self.stop_user()
 
     def _claim(self, user):
         if self.ready is not None:
@@ -167,8 +176,16 @@ class Pacing:
         slot = self._claim(user)
         if slot is None:
             self._user_stopped(user)
-            _idle_forever()
+            self.idle(user)
+            return
         self._wait_for(user, slot)
+
+    def idle(self, user) -> None:
+        """A user with no slot left before its first task stays idle until the run ends (StopUser in on_start
+        would be logged by Locust as an error)."""
+        import gevent
+
+        gevent.sleep(365 * 24 * 3600)
 
     def stopped(self, user) -> None:
         """A user stopped (``-t`` over, rebalancing, Ctrl-C): an unsent slot goes back, nothing is lost."""
@@ -206,6 +223,9 @@ class ConcurrencyPacing(Pacing):
     def __init__(self, requests: int | None = None):
         super().__init__(None, requests=requests, dispatcher=None, factory="concurrency")
 
+    def _make_schedule(self):
+        return _Unpaced(self.requests)
+
     def _wait_for(self, user, slot) -> float:
         user.burstbench_slot = None
         self.sent += 1
@@ -219,22 +239,13 @@ class ConcurrencyPacing(Pacing):
 
 
 class _Unpaced:
-    """The schedule of ``concurrency``: slot i is due at once; a count bounds it, or nothing does."""
+    """The schedule of ``concurrency``: every slot is due at once; a count bounds it, or nothing does."""
 
-    def __init__(self, limit):
+    def __init__(self, limit: int | None):
         self.limit = limit
 
-    def offset(self, index):
+    def offset(self, index: int) -> float | None:
         return None if self.limit is not None and index >= self.limit else -math.inf
-
-    def due_by(self, elapsed_s):
-        return 0
-
-
-def _idle_forever() -> None:
-    import gevent
-
-    gevent.sleep(365 * 24 * 3600)  # killed with the other users when the run ends
 
 
 def _wrap_lifecycle(owner, pacing: Pacing) -> None:
@@ -337,12 +348,14 @@ def think(process=None, *, shape: float | None = None, rate: float | None = None
     if process is None:
         mean_s = _mean_from(rate, mean, "think", default_mean=2.0)
         process = Gamma(shape=shape, mean=mean_s) if shape is not None else Exponential(mean=mean_s)
+    elif isinstance(process, (MMPP, Stages)) or not hasattr(process, "sample"):
+        # one fresh draw per wait needs independent gaps: an MMPP's and a profile's depend on what came before
+        raise _python_error(ParameterError(f"{{process}} must be a renewal process (Exponential, Gamma, "
+                                           f"FromDistribution); {type(process).__name__} is open-loop only: use "
+                                           f"mmpp(...) or stages(...)", "process"), "think")
     return think_time(process, seed)
 
 
 def concurrency(requests: int | None = None) -> ConcurrencyPacing:
     """Fixed concurrency: every user sends again at once, so ``-u`` requests are always in flight."""
-    pacing = ConcurrencyPacing(requests)
-    pacing.schedule = _Unpaced(pacing.requests)
-    pacing.dispenser = StreamDispenser(pacing.schedule)
-    return pacing
+    return ConcurrencyPacing(requests)

@@ -60,8 +60,8 @@ COMMANDS = {
                             "analysis"),
     "validate": Command("burstbench.record_schema", (), "check run folders' run.json against the shipped JSON "
                         "Schema", "burstbench validate results/<run>", "analysis"),
-    "trace-fit": Command("burstbench.analysis.__main__", ("trace-fit",), "a trace's gaps against the best-fitting "
-                         "gamma", "burstbench trace-fit my_trace.csv --column timestamp", "analysis"),
+    "trace-fit": Command("burstbench.analysis.__main__", ("trace-fit",), "rank gamma, lognormal, Weibull, exponential "
+                         "and MMPP fits of a trace; the command that generates traffic like it", "burstbench trace-fit my_trace.csv --column timestamp", "analysis"),
     "paper-gaps": Command("burstbench.analysis.__main__", ("paper-gaps",), "the three scenarios' drawn gaps beside "
                           "the reference paper's", "burstbench paper-gaps --seed 0", "analysis"),
     "superposition": Command("burstbench.analysis.__main__", ("superposition",), "why distributed runs split one "

@@ -30,7 +30,8 @@ from burstbench.errors import ParameterError, flag_of
 
 SCENARIO_NAMES = ("steady", "moderate", "extreme")
 ARRIVALS = ("exponential", "gamma")
-PACINGS = ("arrival", "think")
+PACINGS = ("arrival", "think", "concurrency")
+PROCESS_FIELDS = ("arrival", "shape", "mean", "rate", "distribution", "stages", "mmpp", "trace")
 DEFAULT_MEAN_S = 2.0
 SECTIONS = ("load", "target")
 REDACTED = "<redacted>"  # what run.json keeps of a header's value
@@ -68,10 +69,18 @@ FIELDS: tuple[Field, ...] = (
        accepted="a number > 0", low=0),
     _f("rate", "float", None, "requests per second (> 0): the same as --mean 1/rate; one of the two",
        accepted="a number of requests/s > 0", low=0),
+    _f("distribution", "str", None, "gaps from any continuous scipy.stats law, rescaled to --rate/--mean: "
+       "'lognorm(s=1.2)', 'weibull_min(c=0.7)', 'pareto(b=3)'", accepted="name or name(param=number, ...)"),
+    _f("stages", "str", None, "a rate profile over the process (its burstiness kept): 'ramp 5 to 50 over 5m, "
+       "hold 10m, spike 200 for 30s, hold 20 for 10m', 'sine 5 to 35 period 24h for 48h'",
+       accepted="comma-separated pieces (docs/arrivals.md)"),
+    _f("mmpp", "str", None, "Markov-modulated Poisson bursts: 'calm 5/s for 8s, burst 40/s for 2s' (each state's "
+       "rate and mean dwell); --rate scales the states to that mean rate", accepted="two or more 'RATE/s for DWELL'"),
     _f("trace", "str", None, "replay the arrival times in this CSV/JSONL/Parquet file instead of a generated "
        "process (--mean or --rate rescales it)"),
     _f("trace_column", "str", "timestamp", "the trace's timestamp column: seconds, or date-times (default: timestamp)"),
-    _f("pacing", "choice", "arrival", "arrival (default: a schedule fixed ahead) or think (the paper's closed loop)",
+    _f("pacing", "choice", "arrival", "arrival (default: a schedule fixed ahead; -u caps the requests in flight), "
+       "think (the paper's closed loop) or concurrency (-u requests always in flight, no arrival process)",
        choices=PACINGS),
     _f("requests", "int", None, "requests to send, then stop (>= 1; default 1000, or every timestamp of --trace)",
        accepted="an integer >= 1", low=1, closed_low=True),
@@ -138,6 +147,9 @@ class LoadSpec:
     shape: float | None = None
     mean: float | None = None
     rate: float | None = None
+    distribution: str | None = None
+    stages: str | None = None
+    mmpp: str | None = None
     trace: str | None = None
     trace_column: str = "timestamp"
     pacing: str = "arrival"
@@ -178,17 +190,38 @@ class LoadSpec:
     def check_combinations(self) -> None:
         if self.mean is not None and self.rate is not None:
             raise SpecError("give {rate} or {mean}, not both (rate = 1 / mean)", "rate", "mean")
+        given = [n for n in PROCESS_FIELDS if getattr(self, n) is not None]
+        if self.pacing == "concurrency" and given:
+            raise SpecError(f"{{pacing}} concurrency keeps -u requests in flight and has no arrival process: drop "
+                            f"{{{given[0]}}}", "pacing", given[0])
         if self.trace is not None:
-            if self.arrival is not None or self.shape is not None:
-                raise SpecError("{trace} replays a file's arrival times: it cannot be combined with {arrival} or "
-                                "{shape}", "trace", "arrival", "shape")
+            other = [n for n in ("arrival", "shape", "distribution", "stages", "mmpp") if getattr(self, n) is not None]
+            if other:
+                raise SpecError(f"{{trace}} replays a file's arrival times: it cannot be combined with {{{other[0]}}}",
+                                "trace", other[0])
             if self.pacing == "think":
                 raise SpecError("{pacing} think cannot replay {trace}: a trace is a schedule of arrival times "
                                 "(use arrival)", "pacing", "trace")
+        elif self.mmpp is not None:
+            other = [n for n in ("arrival", "shape", "distribution", "stages") if getattr(self, n) is not None]
+            if other:
+                raise SpecError(f"{{mmpp}} is a whole arrival process: it cannot be combined with {{{other[0]}}}",
+                                "mmpp", other[0])
+        elif self.distribution is not None and (self.arrival is not None or self.shape is not None):
+            name = "arrival" if self.arrival is not None else "shape"
+            raise SpecError(f"{{distribution}} gives the gap law itself: drop {{{name}}}", "distribution", name)
         elif self.arrival is None and self.shape is not None:
             raise SpecError("{shape} needs {arrival} gamma (the scenarios fix their own shape)", "shape", "arrival")
         elif self.arrival == "exponential" and self.shape is not None:
             raise SpecError("{shape} applies to {arrival} gamma only (exponential has no shape)", "shape", "arrival")
+        if self.stages is not None and self.mean_s is not None:
+            name = "rate" if self.rate is not None else "mean"
+            raise SpecError(f"{{stages}} sets the rate over time: drop {{{name}}} (write the rates into the profile)",
+                            "stages", name)
+        if self.pacing == "think" and (self.stages is not None or self.mmpp is not None):
+            name = "stages" if self.stages is not None else "mmpp"
+            raise SpecError(f"{{pacing}} think draws independent think times; {{{name}}} needs {{pacing}} arrival",
+                            "pacing", name)
         if self.workers is not None:
             if self.pacing != "arrival":
                 raise SpecError("{workers} needs {pacing} arrival (one schedule split across workers)",
@@ -196,16 +229,32 @@ class LoadSpec:
             if self.users < self.workers:
                 raise SpecError(f"{{users}} must be at least {{workers}} ({self.workers}): each worker needs a user",
                                 "users", "workers")
-        if self.trace is None:
-            self.distribution()  # the arrival process's own rules (burstbench.arrivals)
+        if self.trace is None and self.pacing != "concurrency":
+            try:
+                self.process()  # the arrival process's own rules (burstbench.arrivals)
+            except SpecError:
+                raise
+            except ParameterError as err:
+                raise SpecError(err.template, *err.names) from None
 
-    def distribution(self):
-        """The arrival distribution this spec declares (not for traces: see ``burstbench.arrivals.traces``)."""
-        from burstbench.arrivals import make_distribution, scenario
+    def process(self):
+        """The arrival process this spec declares (None under concurrency; traces: ``burstbench.arrivals.traces``)."""
+        from burstbench.arrivals import Stages, make_distribution, scenario
+        from burstbench.arrivals.notation import parse_distribution, parse_mmpp, parse_stages, scale_mmpp
 
-        if self.arrival is None:
-            return scenario(self.scenario, self.mean_s)
-        return make_distribution(self.arrival, DEFAULT_MEAN_S if self.mean_s is None else self.mean_s, self.shape)
+        if self.pacing == "concurrency":
+            return None
+        if self.mmpp is not None:
+            process = parse_mmpp(self.mmpp)
+            return process if self.mean_s is None else scale_mmpp(process, 1.0 / self.mean_s)
+        mean_s = DEFAULT_MEAN_S if self.mean_s is None else self.mean_s
+        if self.distribution is not None:
+            base = parse_distribution(self.distribution, mean_s)
+        elif self.arrival is None:
+            base = scenario(self.scenario, self.mean_s)
+        else:
+            base = make_distribution(self.arrival, mean_s, self.shape)
+        return base if self.stages is None else Stages(base, parse_stages(self.stages))
 
     def run_label(self) -> str:
         """The run folder's suffix: the scenario, ``gamma-a0.8``, ``trace-<file>``, or ``run_name``."""
@@ -213,6 +262,14 @@ class LoadSpec:
             return self.run_name
         if self.trace is not None:
             return f"trace-{Path(self.trace).stem}"
+        if self.pacing == "concurrency":
+            return "concurrency"
+        if self.mmpp is not None:
+            return "mmpp"
+        if self.stages is not None:
+            return "stages"
+        if self.distribution is not None:
+            return self.distribution.split("(")[0].strip().lower()
         if self.arrival is None:
             return self.scenario
         return self.arrival + (f"-a{self.shape:g}" if self.arrival == "gamma" and self.shape is not None else "")

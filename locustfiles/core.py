@@ -89,6 +89,8 @@ class Run:
                              else ArrivalSchedule.draw(plan.distribution, plan.requests, plan.seed))
             self.dispenser = SlotDispenser(self.schedule)
             self.wait_time = lambda user: self.arrival_wait(user)  # a plain function binds as a method
+        elif plan.pacing == "concurrency":  # every user sends again as soon as it is answered
+            self.wait_time = lambda user: 0.0
         else:
             self.wait_time = think_time(plan.distribution, plan.seed)
         if role == "master":
@@ -174,7 +176,8 @@ class Run:
                 raise StopUser()
             index = self.next_think_index
             self.next_think_index += 1
-            scheduled, think_s, gate = _perf_to_epoch(time.perf_counter()), round(getattr(user, "last_think_s", 0.0), 6), None
+            think_s = "" if self.plan.pacing == "concurrency" else round(getattr(user, "last_think_s", 0.0), 6)
+            scheduled, gate = _perf_to_epoch(time.perf_counter()), None
         text_index, texts = self.texts_for(index)
         row = {"request_index": index, "user": id(user) % 100_000, "scheduled_epoch": f"{scheduled:.6f}",
                "text_index": text_index, "text_chars": sum(len(t) for t in texts), "think_s": think_s,

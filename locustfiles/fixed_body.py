@@ -77,7 +77,7 @@ def _choose_user_class(environment, **_kwargs):
     if names == {"FixedBodyUser", "ConstantThroughputUser"}:
         sys.exit("burstbench: name one user class, FixedBodyUser (arrival schedule) or ConstantThroughputUser "
                  "(Locust's constant_throughput), not both")
-    if "ConstantThroughputUser" in names and o.pacing != "think":
+    if "ConstantThroughputUser" in names and o.pacing != "think":  # (concurrency has no rate to aim at)
         sys.exit("burstbench: ConstantThroughputUser paces itself with Locust's constant_throughput, a closed loop: "
                  f"run it with --pacing think (got --pacing {o.pacing})")
 

@@ -117,7 +117,8 @@ def install(user_class: type[PacedUser] | type[PacedFastUser], build_target: Cal
         # Locust turns Ctrl-C into a KeyboardInterrupt in whichever greenlet runs, and some of its
         # greenlets swallow it; a signal handler stops the run the same way every time.
         gevent.signal_handler(signal.SIGINT, run.interrupt)
-        print(f"[burstbench] {plan.name}: {plan.distribution}, pacing {plan.pacing}, {plan.requests} requests, "
+        process = plan.distribution if plan.distribution is not None else "no arrival process"
+        print(f"[burstbench] {plan.name}: {process}, pacing {plan.pacing}, {plan.requests} requests, "
               f"seed {plan.seed}, texts {texts.source} -> {run.run_dir}", file=sys.stderr, flush=True)
 
     @events.test_start.add_listener

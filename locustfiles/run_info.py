@@ -94,7 +94,7 @@ def build_record(run, status: str, argv: list[str], generator_file: str) -> RunR
         run_dir=str(run.run_dir),
         argv=list(argv),
         scenario=run.plan.name,
-        distribution=run.plan.distribution.describe(),
+        distribution=None if run.plan.distribution is None else run.plan.distribution.describe(),
         pacing=run.plan.pacing,
         users=options.num_users,
         spawn_rate=options.spawn_rate,

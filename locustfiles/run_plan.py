@@ -72,13 +72,15 @@ class RunPlan:
                 trace = Trace.load(spec.trace, spec.trace_column, spec.mean_s)
             dist = trace
         else:
-            dist = spec.distribution()
-        if spec.pacing == "think" and role != "local":
-            raise ValueError("--pacing think is the paper's single-process closed loop; distributed runs "
+            dist = spec.process()
+        if spec.pacing != "arrival" and role != "local":
+            raise ValueError(f"--pacing {spec.pacing} is a single-process closed loop; distributed runs "
                              "(--master/--worker/--processes) use --pacing arrival, one schedule split across workers")
         requests = spec.requests
-        if requests is None:
-            requests = len(trace) if trace is not None else 1000
+        if requests is None:  # a trace: all of it; a rate profile: what it expects over its length
+            profile = getattr(dist, "profile", None)
+            requests = len(trace) if trace is not None else (
+                max(1, round(profile.expected_requests)) if profile is not None else 1000)
         elif trace is not None and requests > len(trace):
             raise ValueError(f"--requests must be in [1, {len(trace)}] for --trace {spec.trace} "
                              f"(it has {len(trace)} timestamps; got {requests})")

@@ -70,7 +70,7 @@ class Load:
 
     @property
     def distribution(self):
-        return self.spec.distribution()
+        return self.spec.process()
 
 
 @dataclass(frozen=True)

@@ -103,3 +103,19 @@ def test_mmpp_drives_a_schedule_reproducibly():
 def test_bad_mmpp_states_are_refused_in_one_line(rates, dwell, message):
     with pytest.raises(ParameterError, match=message.replace("(", r"\(").replace(")", r"\)")):
         MMPP(rates=rates, dwell_s=dwell)
+
+
+def test_the_stationary_gap_law_is_the_matrix_exponential_formula():
+    """cdf/pdf go through one eigendecomposition; they must equal 1 - alpha e^{(Q - L)x} 1 and alpha e^{(Q - L)x} L 1."""
+    from scipy import linalg
+
+    for process in (MMPP(rates=(3.0, 50.0), dwell_s=(4.0, 0.5)), MMPP(rates=(5.0, 40.0, 1.0), dwell_s=(2, 1, 3))):
+        lam = np.diag(process.rates)
+        alpha = process.stationary @ lam / process.rate
+        ones = np.ones(len(process.rates))
+        x = np.array([0.0, 1e-4, 0.01, 0.1, 0.5, 2.0, 10.0])
+        survival = np.array([alpha @ linalg.expm((process.generator - lam) * v) @ ones for v in x])
+        density = np.array([alpha @ linalg.expm((process.generator - lam) * v) @ lam @ ones for v in x])
+        np.testing.assert_allclose(process.cdf(x), np.where(x > 0, 1 - survival, 0.0), atol=1e-12)
+        np.testing.assert_allclose(process.pdf(x), density, rtol=1e-9, atol=1e-12)
+        assert process.cdf(process.ppf(0.995)) == pytest.approx(0.995)

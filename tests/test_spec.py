@@ -16,13 +16,13 @@ from servers.fixtures import fastapi_server  # noqa: F401 (fixture)
 def test_defaults_are_the_papers_steady_scenario():
     spec = LoadSpec.from_values({})
     assert (spec.scenario, spec.pacing, spec.seed, spec.users, spec.request_timeout) == ("steady", "arrival", 0, 10, 30)
-    assert spec.distribution().mean == 2.0 and spec.run_label() == "steady"
+    assert spec.process().mean == 2.0 and spec.run_label() == "steady"
 
 
 def test_rate_is_the_inverse_of_the_mean_gap():
     by_rate = LoadSpec.from_values({"arrival": "gamma", "shape": "0.8", "rate": "20"})
     by_mean = LoadSpec.from_values({"arrival": "gamma", "shape": 0.8, "mean": 0.05})
-    assert by_rate.distribution() == by_mean.distribution()
+    assert by_rate.process() == by_mean.process()
     assert by_rate.run_label() == "gamma-a0.8"
 
 
@@ -34,13 +34,33 @@ def test_rate_is_the_inverse_of_the_mean_gap():
     ({"requests": 2.0}, "--requests must be an integer >= 1 (got 2.0)"),
     ({"seed": True}, "--seed must be an integer >= 0 (got True)"),
     ({"request_timeout": "7200"}, "--request-timeout must be a number of seconds in (0, 3600] (got '7200')"),
-    ({"pacing": "closed"}, "--pacing must be one of arrival, think (got 'closed')"),
+    ({"pacing": "closed"}, "--pacing must be one of arrival, think, concurrency (got 'closed')"),
     ({"scenario": "wild"}, "--scenario must be one of steady, moderate, extreme (got 'wild')"),
     ({"rate": 2, "mean": 0.5}, "give --rate or --mean, not both (rate = 1 / mean)"),
     ({"shape": "0.5"}, "--shape needs --arrival gamma (the scenarios fix their own shape)"),
     ({"arrival": "exponential", "shape": 2}, "--shape applies to --arrival gamma only (exponential has no shape)"),
     ({"trace": "t.csv", "arrival": "gamma"}, "--trace replays a file's arrival times: it cannot be combined with "
-                                             "--arrival or --shape"),
+                                             "--arrival"),
+    # the processes beyond gamma: one line naming the field and what is accepted, before any traffic
+    ({"stages": "ramp 5 to 50 over 5m, hold 10m", "rate": 5}, "--stages sets the rate over time: drop --rate (write "
+                                                              "the rates into the profile)"),
+    ({"stages": "ramp 5 to over 5m"}, "--stages piece 1 'ramp 5 to over 5m' does not parse; accepted pieces: ramp A "
+                                      "to B over D; hold R for D; hold D; step R for D; spike R for D; sine A to B "
+                                      "period P for D (rates in requests/s, durations like 30s, 5m, 2h)"),
+    ({"stages": "ramp 5 to 50 over 0s"}, "--stages segment 1: the duration must be a number of seconds > 0 (got 0)"),
+    ({"stages": "hold 0 for 1m"}, "--stages must end at a rate > 0 (the last rate holds after the profile)"),
+    ({"mmpp": "calm 5/s for 8s, burst 40/s for 0s"}, "--mmpp state 2: the dwell time must be a finite number > 0 "
+                                                     "(got 0.0)"),
+    ({"mmpp": "5/s for 8s", "arrival": "gamma"}, "--mmpp is a whole arrival process: it cannot be combined with "
+                                                 "--arrival"),
+    ({"distribution": "pareto(b=0.8)"}, "--distribution pareto with {'b': 0.8} has no finite mean (got inf), so it "
+                                        "cannot be rescaled to a mean gap"),
+    ({"distribution": "lognorm(s=1)", "shape": 2}, "--distribution gives the gap law itself: drop --shape"),
+    ({"pacing": "concurrency", "rate": 5}, "--pacing concurrency keeps -u requests in flight and has no arrival "
+                                           "process: drop --rate"),
+    ({"pacing": "think", "mmpp": "5/s for 8s, 40/s for 2s"}, "--pacing think draws independent think times; "
+                                                            "--mmpp needs --pacing arrival"),
+    ({"rate": 0}, "--rate must be a number of requests/s > 0 (got 0)"),
     ({"workers": 4, "users": 2}, "--users must be at least --workers (4): each worker needs a user"),
     ({"workers": 2, "pacing": "think"}, "--workers needs --pacing arrival (one schedule split across workers)"),
 ])
@@ -67,7 +87,7 @@ def test_a_domain_rule_is_also_named_as_the_files_key(tmp_path):
     assert str(err.value) == (f"{plan}: load.arrival gamma needs load.shape, a number > 0 "
                               "(e.g. 0.8 for bursty traffic)")
     with pytest.raises(ValueError, match=r"^--arrival gamma needs --shape, a number > 0"):
-        LoadSpec.from_values({"arrival": "gamma"}).distribution()
+        LoadSpec.from_values({"arrival": "gamma"}).process()
 
 
 def test_flags_override_the_file_and_an_overridden_bad_value_is_blamed_on_the_flag(tmp_path):

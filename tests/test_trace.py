@@ -45,7 +45,10 @@ def test_best_fit_gamma_recovers_a_known_shape(tmp_path):
     fit = trace.fitted_gamma
     assert fit.shape == pytest.approx(0.6, abs=0.03) and fit.mean == pytest.approx(gaps[1:].mean(), rel=1e-3)
     _, text, out = write_trace_fit(trace.path, out=tmp_path / "fit")
-    assert "gamma_shape" in text
+    best = pd.read_csv(out / "trace-fit.csv").iloc[0]  # the ranking: the gamma first, as the trace's own fit
+    assert best["process"] == "gamma" and json.loads(best["params"])["shape"] == pytest.approx(fit.shape, rel=1e-6)
+    assert f"| gamma " in text and f"| shape {fit.shape:.3g}, mean {fit.mean:.3g} s " in text
+    assert f"$ burstbench run --arrival gamma --shape {fit.shape:.3g} --rate {1 / trace.mean:.3g}" in text
     assert (out / "trace-fit.png").read_bytes()[:4] == b"\x89PNG"
 
 
