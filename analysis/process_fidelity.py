@@ -15,6 +15,7 @@ these here; renewal processes stay in ``fidelity``.
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -349,7 +350,7 @@ def rate_figure(run: RunFolder, stages: Stages, path: str | Path, title: str = "
     ax.set_ylim(bottom=0)
     ax.set_xlabel("time since the schedule start (s)")
     ax.set_ylabel("requests/s")
-    ax.set_title(title or f"{run.name}: {stages}", fontsize=9)
+    ax.set_title(textwrap.fill(title or f"{run.name}: {stages}", 110), fontsize=9)  # a long profile wraps
     ax.legend(fontsize=8)
     return save_figure(fig, path)
 
@@ -373,7 +374,7 @@ def idc_figure(table: pd.DataFrame, mmpp: MMPP, path: str | Path, title: str = "
     ax.set_yscale("log")
     ax.set_xlabel("window (s)")
     ax.set_ylabel("IDC = Var N / E N")
-    ax.set_title(title or str(mmpp), fontsize=9)
+    ax.set_title(textwrap.fill(title or str(mmpp), 110), fontsize=9)
     ax.legend(fontsize=8)
     return save_figure(fig, path)
 

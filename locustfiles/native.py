@@ -90,7 +90,8 @@ class _Local:
             _say(f"{self.pacing}: {self.pacing.sent} requests sent")
             return
         due = self.pacing.schedule.due_by((self.stopped or time.time()) - self.started) if self.started else 0
-        _say(f"{self.pacing}: {due} slots fell due, {self.pacing.sent} sent; {_lateness(self.pacing.late_ms)}")
+        _say(f"{self.pacing}: {due} slots fell due, {self.pacing.sent} sent, {max(0, due - self.pacing.sent)} not "
+             f"sent at the stop; {_lateness(self.pacing.late_ms)}")
 
 
 class _Master:
@@ -151,7 +152,7 @@ class _Master:
                 if share["lost_at"] is None and not share["done"] and client is not None \
                         and client.state == STATE_MISSING:
                     share["lost_at"] = time.time()
-                    _say(f"worker {share['worker']} went missing: its slots from now on are not sent (counted as lost)")
+                    _say(f"worker {share['worker']} went missing: the slots it owes are counted as lost")
             for client_id in self.active_clients():
                 if client_id not in self.shares:
                     index = self.runner.get_worker_index(client_id)
@@ -170,25 +171,38 @@ class _Master:
             self.watcher.kill(block=False)
         if self.start_epoch is None:
             return
-        now = self.stopped or time.time()
-        schedule = self.pacing.schedule
-        due = schedule.due_by(now - self.start_epoch) if self.pacing.open_loop else None
-        parts, lost = [], 0
+        if not self.pacing.open_loop:
+            _say(f"{self.pacing}: {sum(s['sent'] for s in self.shares.values())} requests sent")
+            return
+        _say(self.accounting((self.stopped or time.time()) - self.start_epoch))
+
+    def accounting(self, elapsed_s: float) -> str:
+        """Every slot owed (due by the stop; a count-bound run owes its whole count) is sent, lost with a worker
+        that went missing (its unreported sends among them: nobody can tell those apart), or not sent at the stop."""
+        owed_total = sent_total = lost_total = 0
+        parts = []
         for share in sorted(self.shares.values(), key=lambda s: s["worker"]):
             if share["workers"] == 0:
                 parts.append(f"worker {share['worker']} joined late: no slots")
                 continue
+            lost = share["lost_at"] is not None
+            owed = (_share_total(self.pacing.requests, share) if self.pacing.requests is not None and lost
+                    else _share_due(self.pacing.schedule, share, elapsed_s))
+            owed_total, sent_total = owed_total + owed, sent_total + share["sent"]
             part = f"worker {share['worker']}: {share['sent']} sent"
-            if share["lost_at"] is not None and self.pacing.open_loop:
-                owed = _share_due(schedule, share, now - self.start_epoch) - _share_due(
-                    schedule, share, share["lost_at"] - self.start_epoch)
-                lost += owed
-                part += f", lost with {owed} slots owed after it went missing"
+            if lost:
+                lost_total += max(0, owed - share["sent"])
+                part += f", went missing owing {max(0, owed - share['sent'])}"
             parts.append(part)
-        sent = sum(s["sent"] for s in self.shares.values())
+        unsent = max(0, owed_total - sent_total - lost_total)
         late = [v for s in self.shares.values() for v in s["late_ms"]]
-        head = f"{self.pacing}: " + (f"{due} slots fell due, " if due is not None else "")
-        _say(head + f"{sent} sent, {lost} lost ({'; '.join(parts)}); {_lateness(late)}")
+        return (f"{self.pacing}: {owed_total} slots fell due, {sent_total} sent, {lost_total} lost, {unsent} not sent "
+                f"at the stop ({'; '.join(parts)}); {_lateness(late)}")
+
+
+def _share_total(requests: int, share) -> int:
+    k, w = share["worker"], share["workers"]
+    return max(0, -(-(requests - k) // w))
 
 
 def _share_due(schedule, share, elapsed_s: float) -> int:
