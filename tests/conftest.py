@@ -103,6 +103,18 @@ def smoke_run(server, tmp_path_factory):
     return result, (runs[0] if len(runs) == 1 else None)
 
 
+def wait_for_text(path: Path, text: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+    """Until ``text`` is in the log at ``path``; fails with the log when ``proc`` exits first or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if text in path.read_text():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"exited before {text!r}:\n{path.read_text()[-3000:]}")
+        time.sleep(0.2)
+    raise AssertionError(f"no {text!r} after {timeout_s} s:\n{path.read_text()[-3000:]}")
+
+
 def only_run_dir(results_dir: Path) -> Path:
     runs = [p for p in results_dir.iterdir() if p.is_dir()]
     assert len(runs) == 1, f"expected one run folder, found {runs}"

@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 
 from burstbench.arrivals import ArrivalSchedule, Gamma
-from conftest import REPO_ROOT, free_port, only_run_dir, run_locust
+from conftest import REPO_ROOT, free_port, only_run_dir, run_locust, wait_for_text
 
 pytestmark = pytest.mark.load
 
@@ -27,17 +27,6 @@ def _rows(run_dir: Path) -> tuple[pd.DataFrame, dict]:
     info = json.loads((run_dir / "run.json").read_text())
     rows = pd.read_csv(run_dir / "requests.csv").sort_values("request_index").reset_index(drop=True)
     return rows, info
-
-
-def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if text in path.read_text():
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"exited before {text!r}:\n{path.read_text()[-3000:]}")
-        time.sleep(0.2)
-    raise AssertionError(f"no {text!r} after {timeout_s} s:\n{path.read_text()[-3000:]}")
 
 
 def test_two_workers_reproduce_the_single_process_schedule(server, tmp_path):
@@ -87,10 +76,10 @@ def test_a_worker_that_dies_has_its_unsent_slots_counted(server, tmp_path):
                 [sys.executable, "-m", "locust", *common, "--worker", "--master-host", "127.0.0.1",
                  "--master-port", str(port)],
                 cwd=REPO_ROOT, stdout=worker_logs[-1].open("w"), stderr=subprocess.STDOUT, start_new_session=True))
-            _wait_for(log, f"{k + 1} workers connected", master)
-        _wait_for(log, "start in", master)
+            wait_for_text(log, f"{k + 1} workers connected", master)
+        wait_for_text(log, "start in", master)
         for worker_log in worker_logs:
-            _wait_for(worker_log, " of 2: ", master)
+            wait_for_text(worker_log, " of 2: ", master)
         victim = next(w for w, wl in zip(workers, worker_logs) if "worker 1 of 2" in wl.read_text())
         # The schedule starts about 2 s after the partition and lasts about 20 s; workers report rows
         # every 3 s. Killed about 8 s in, the victim has reported some rows and has many slots left.
@@ -122,7 +111,7 @@ def test_ctrl_c_on_the_master_keeps_every_row(server, tmp_path):
     master = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT,
                               start_new_session=True)
     try:
-        _wait_for(log, "worker 1 of 2", master)
+        wait_for_text(log, "worker 1 of 2", master)
         time.sleep(6)  # the schedule starts about 2 s after the partition
         master.send_signal(signal.SIGINT)  # the master alone: it stops the workers itself
         assert master.wait(timeout=60) == 130

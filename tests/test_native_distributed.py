@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, wait_for_text
 from servers.fixtures import fastapi_server  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.load
@@ -29,17 +29,6 @@ class Client(HttpUser):
     def predict(self):
         self.client.post("/predict", json={"text": "fine"})
 '''
-
-
-def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if text in path.read_text():
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"exited before {text!r}:\n{path.read_text()[-3000:]}")
-        time.sleep(0.2)
-    raise AssertionError(f"no {text!r} after {timeout_s} s:\n{path.read_text()[-3000:]}")
 
 
 def test_lost_and_late_workers_are_accounted_for_and_the_run_ends_by_itself(fastapi_server, tmp_path):
@@ -62,12 +51,12 @@ def test_lost_and_late_workers_are_accounted_for_and_the_run_ends_by_itself(fast
     try:
         for k in range(2):
             start_worker(k)
-            _wait_for(log, f"{k + 1} workers connected", master)
-        _wait_for(log, "start in", master)
+            wait_for_text(log, f"{k + 1} workers connected", master)
+        wait_for_text(log, "start in", master)
         for worker_log in logs:
-            _wait_for(worker_log, " of 2: ", master)
+            wait_for_text(worker_log, " of 2: ", master)
         start_worker(2)  # after the start: the partition is fixed, so no slots for it
-        _wait_for(log, "joined after the start: it gets no slots", master)
+        wait_for_text(log, "joined after the start: it gets no slots", master)
         victim = next(w for w, wl in zip(workers, logs) if "worker 1 of 2" in wl.read_text())
         time.sleep(6)  # the schedule (300 slots at 20/s) lasts about 15 s from a start 2 s after the partition
         victim.kill()
