@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from array import array
 import os
 import sys
 import time
@@ -105,7 +106,7 @@ class Pacing:
         self.ready = None            # a worker's: set when the master's share arrives (locustfiles.native)
         self.on_exhausted = None     # called once the share is used up and every user has stopped
         self.sent = 0
-        self.late_ms: list[float] = []
+        self.late_ms = array("d")  # 8 bytes a send: a long run keeps every lateness
         self.users: set[int] = set()
         self.exhausted = False
         if "locust" in sys.modules:
@@ -204,7 +205,7 @@ class Pacing:
 
     # -- what it did --------------------------------------------------------------------------
     def lateness_ms(self) -> np.ndarray:
-        return np.asarray(self.late_ms, dtype=float)
+        return np.frombuffer(self.late_ms, dtype=float) if len(self.late_ms) else np.empty(0)
 
     def describe(self) -> dict:
         return {"pacing": "arrival", "process": self.process.describe(), "seed": self.seed,

@@ -142,6 +142,7 @@ class _Master:
         share["sent"] = report["sent"]
         share["late_ms"].extend(report["late_ms"])
         share["done"] = share["done"] or report["done"]
+        share["stopped_at"] = report.get("stopped_at")
         self._maybe_quit()
 
     def _watch(self):
@@ -174,7 +175,9 @@ class _Master:
         if not self.pacing.open_loop:
             _say(f"{self.pacing}: {sum(s['sent'] for s in self.shares.values())} requests sent")
             return
-        _say(self.accounting((self.stopped or time.time()) - self.start_epoch))
+        # Workers stop sending a moment after the master stops: slots due until the last of them stopped count.
+        stops = [self.stopped or time.time(), *(s["stopped_at"] for s in self.shares.values() if s.get("stopped_at"))]
+        _say(self.accounting(max(stops) - self.start_epoch))
 
     def accounting(self, elapsed_s: float) -> str:
         """Every slot owed (due by the stop; a count-bound run owes its whole count) is sent, lost with a worker
@@ -223,10 +226,15 @@ class _Worker:
         self.has_share = Event()
         self.reported_late = 0
         self.done = False
+        self.stopped_at = None
         pacing.ready = self.wait_for_share
         pacing.on_exhausted = self.on_exhausted
         environment.runner.register_message(_message(pacing, "share"), self.on_share)
         environment.events.report_to_master.add_listener(self.on_report)
+        environment.events.test_stopping.add_listener(self.on_stopping)
+
+    def on_stopping(self, **_kw):
+        self.stopped_at = self.stopped_at or time.time()
 
     def on_share(self, environment, msg, **_kw):
         data = msg.data
@@ -255,6 +263,6 @@ class _Worker:
 
     def on_report(self, client_id, data, **_kw):
         late = self.pacing.late_ms
-        data[_message(self.pacing, "report")] = {"sent": self.pacing.sent, "late_ms": late[self.reported_late:],
-                                                "done": self.done}
+        data[_message(self.pacing, "report")] = {"sent": self.pacing.sent, "late_ms": late[self.reported_late:].tolist(),
+                                                "done": self.done, "stopped_at": self.stopped_at}
         self.reported_late = len(late)

@@ -74,7 +74,8 @@ class RunPlan:
         else:
             dist = spec.process()
         if spec.pacing != "arrival" and role != "local":
-            raise ValueError(f"--pacing {spec.pacing} is a single-process closed loop; distributed runs "
+            what = "the paper's" if spec.pacing == "think" else "a"
+            raise ValueError(f"--pacing {spec.pacing} is {what} single-process closed loop; distributed runs "
                              "(--master/--worker/--processes) use --pacing arrival, one schedule split across workers")
         requests = spec.requests
         if requests is None:  # a trace: all of it; a rate profile: what it expects over its length
