@@ -8,7 +8,8 @@ bodies and arrival times: ``GET /_records`` lists them, ``DELETE /_records`` cle
 
 Misbehaving endpoints for the failure tests: ``/flaky`` (every third answer is a 200 with an error
 body), ``/secure`` (needs ``Authorization: Bearer $BB_EXPECTED_TOKEN``; every fourth answer is a
-500 that leaks the header it got), ``/slow`` (answers after 1 s).
+500 that leaks the header it got), ``/slow`` (answers after 1 s). Streaming with known timing: ``/stream/v1/chat/completions`` (server-sent
+events, first token after 50 ms, then one every 20 ms) and ``/stream/cut`` (breaks off after 3 tokens).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import time
 from typing import Literal
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 app = FastAPI(title="burstbench test service")
@@ -137,6 +138,46 @@ async def chat_completions(request: Request):
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": len(body.messages[-1].content.split()), "completion_tokens": 1,
                       "total_tokens": len(body.messages[-1].content.split()) + 1}}
+
+
+# Streaming with known timing, for the streaming reader (locustfiles/streaming.py): the first token
+# STREAM_FIRST_S after the request, then one every STREAM_EVERY_S; /stream/cut breaks off after 3 tokens.
+STREAM_TOKENS, STREAM_FIRST_S, STREAM_EVERY_S = 10, 0.050, 0.020
+
+
+def _chat_chunk(delta: dict, finish=None, usage=None) -> bytes:
+    chunk = {"id": "chatcmpl-stream", "object": "chat.completion.chunk", "model": "test",
+             "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    if usage:
+        chunk["usage"] = usage
+    return f"data: {json.dumps(chunk)}\n\n".encode()
+
+
+async def _token_stream(cut_after: int | None):
+    yield _chat_chunk({"role": "assistant"})
+    await asyncio.sleep(STREAM_FIRST_S)
+    for i in range(STREAM_TOKENS):
+        if i:
+            await asyncio.sleep(STREAM_EVERY_S)
+        if cut_after is not None and i == cut_after:
+            raise ConnectionAbortedError("the test server breaks the stream off")  # uvicorn drops the connection
+        yield _chat_chunk({"content": f"t{i} "})
+    yield _chat_chunk({}, finish="length")
+    yield _chat_chunk({}, usage={"prompt_tokens": 5, "completion_tokens": STREAM_TOKENS,
+                                 "total_tokens": 5 + STREAM_TOKENS})
+    yield b"data: [DONE]\n\n"
+
+
+@app.post("/stream/v1/chat/completions")
+async def stream_chat(request: Request):
+    await record(request)
+    return StreamingResponse(_token_stream(None), media_type="text/event-stream")
+
+
+@app.post("/stream/cut")
+async def stream_cut(request: Request):
+    await record(request)
+    return StreamingResponse(_token_stream(3), media_type="text/event-stream")
 
 
 @app.post("/flaky")
