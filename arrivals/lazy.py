@@ -50,23 +50,36 @@ class LazySchedule:
         self.chunk = int(chunk)
         fixed = getattr(process, "offsets_s", None)
         if fixed is not None and not hasattr(process, "sample"):
-            self._offsets = np.asarray(fixed, dtype=float)
-            self.limit = len(self._offsets) if self.limit is None else min(self.limit, len(self._offsets))
+            self._buffer = np.asarray(fixed, dtype=float)
+            self._drawn = len(self._buffer)
+            self.limit = self._drawn if self.limit is None else min(self.limit, self._drawn)
             self._draw = None
         else:
-            self._offsets = np.empty(0)
+            self._buffer, self._drawn = np.empty(self.chunk), 0
             self._draw = offset_stream(process, rng_for(self.seed, "schedule"))
 
+    @property
+    def _offsets(self) -> np.ndarray:
+        return self._buffer[:self._drawn]
+
     def _extend_to(self, n: int) -> None:
-        while len(self._offsets) < n and self._draw is not None:
-            self._offsets = np.concatenate([self._offsets, self._draw(self.chunk)])
+        # A buffer that doubles when full: drawing on costs amortised O(1) a slot on the wait-time call, where
+        # concatenating onto the whole schedule at every chunk would copy it all (O(n) per chunk).
+        while self._drawn < n and self._draw is not None:
+            chunk = self._draw(self.chunk)
+            if self._drawn + len(chunk) > len(self._buffer):
+                grown = np.empty(max(2 * len(self._buffer), self._drawn + len(chunk)))
+                grown[:self._drawn] = self._offsets
+                self._buffer = grown
+            self._buffer[self._drawn:self._drawn + len(chunk)] = chunk
+            self._drawn += len(chunk)
 
     def offset(self, index: int) -> float | None:
         """Slot ``index``'s offset (s), or None past the limit."""
         if self.limit is not None and index >= self.limit:
             return None
         self._extend_to(index + 1)
-        return float(self._offsets[index])
+        return float(self._buffer[index])
 
     def offsets(self, n: int) -> np.ndarray:
         """The first ``n`` offsets (fewer only past the limit)."""
@@ -78,9 +91,9 @@ class LazySchedule:
         """How many slots fell due within ``elapsed_s`` of the start (what a time-bound run owed)."""
         if elapsed_s <= 0:
             return 0
-        while self._draw is not None and (self.limit is None or len(self._offsets) < self.limit) and (
-                not len(self._offsets) or self._offsets[-1] <= elapsed_s):
-            self._extend_to(len(self._offsets) + self.chunk)
+        while self._draw is not None and (self.limit is None or self._drawn < self.limit) and (
+                not self._drawn or self._buffer[self._drawn - 1] <= elapsed_s):
+            self._extend_to(self._drawn + self.chunk)
         count = int(np.searchsorted(self._offsets, elapsed_s, side="right"))
         return count if self.limit is None else min(count, self.limit)
 
