@@ -37,6 +37,8 @@ except ImportError:  # not on Windows: writes there are atomic but not serialise
 SCHEMA_VERSION = 2
 RECORD_FILE = "run.json"
 ROWS_FILE = "requests.csv"
+ITL_FILE = "itl.csv"  # a streaming run's every inter-token gap: request_index, token, itl_ms
+ITL_COLUMNS = ("request_index", "token", "itl_ms")
 SCHEMA_RESOURCE = "schemas/run.schema.json"
 STATUSES = ("running", "complete", "interrupted")
 # Fields other processes add while a run goes (the resilience harness): a rewrite by the load keeps them.
@@ -80,7 +82,8 @@ ROW_COLUMNS: tuple[Column, ...] = (
     _c("status", "int", "", "HTTP status, 0 when no response came"),
     _c("ok", "int", "0 or 1", "1 when the response passed the check"),
     _c("failure_kind", "str", "",
-       "connection_refused, timeout, http_429, http_503, http_504, other, interrupted; empty when ok"),
+       "connection_refused, timeout, http_429, http_503, http_504, other, interrupted, stream-error, "
+       "stream-broken, invalid-stream; empty when ok"),
     _c("failure_text", "str", "", "what went wrong, secrets scrubbed; empty when ok"),
     _c("batch_size", "int", "texts", "the adaptive batch the service says it computed this request in"),
     _c("text_index", "int", "", "row of the source dataset"),
@@ -94,6 +97,17 @@ ROW_COLUMNS: tuple[Column, ...] = (
     _c("claim_late_ms", "float", "ms",
        "how overdue the slot already was when a user became free to claim it (too few users)"),
     _c("new_connection", "int", "0 or 1", "1 when the request had to open a TCP connection first"),
+    # Streaming answers (server-sent events); empty for other requests. Per-gap times are in itl.csv.
+    _c("ttft_ms", "float", "ms", "time to first token: the first content chunk's arrival - sent_epoch"),
+    _c("corrected_ttft_ms", "float", "ms", "schedule-corrected TTFT: the first content chunk - scheduled_epoch"),
+    _c("tpot_ms", "float", "ms", "time per output token after the first: (last chunk - first chunk) / (output_tokens - 1)"),
+    _c("input_tokens", "int", "tokens", "prompt tokens: the server's usage, else the --tokenizer's count"),
+    _c("output_tokens", "int", "tokens", "completion tokens: the server's usage, else the --tokenizer's count, "
+       "else content chunks counted"),
+    _c("token_source", "str", "", "where output_tokens comes from: usage, tokenizer or chunks"),
+    _c("finish_reason", "str", "", "the server's finish reason: length, stop, ..."),
+    _c("requested_output_tokens", "int", "tokens", "max_tokens sent with the request"),
+    _c("requested_input_tokens", "int", "tokens", "a synthetic prompt's length asked for (--input-tokens)"),
 )
 ROW_COLUMN_NAMES: tuple[str, ...] = tuple(str(c) for c in ROW_COLUMNS)
 
@@ -205,6 +219,10 @@ class RunRecord:
     events: list[Event] = _f("events in the order they were appended", default_factory=list)
     resilience: dict | None = _f("the resilience plan the harness ran (None outside resilience runs)", default=None)
     wait_time: dict | None = _f("Locust's own pacing when a locustfile used one (fixed_body.py)", default=None)
+    streaming: dict | None = _f("a streaming run's protocol, token count sources and ITL file (None otherwise)",
+                                default=None)
+    slo: dict | None = _f("the service level objectives the run was judged by, e.g. {ttft_ms: 500} (None: none)",
+                          default=None)
     extra: dict = field(default_factory=dict)
 
     @property

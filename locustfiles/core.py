@@ -28,9 +28,10 @@ from burstbench.locustfiles.distributed import Coordinator
 from burstbench.locustfiles import stamps
 from burstbench.locustfiles.generator_health import busy_waits
 from burstbench.locustfiles.self_monitor import GENERATOR_FILE, GeneratorMonitor, generator_verdict, write_csv
-from burstbench.locustfiles.recording import FLUSH_EVERY_S, RowBuffer, RowRecorder, make_run_dir
+from burstbench.locustfiles.recording import FLUSH_EVERY_S, ITL_KEY, RowBuffer, RowRecorder, make_run_dir
 from burstbench.locustfiles.run_info import build_record, environment_facts
 from burstbench.locustfiles.run_plan import RunPlan, Target, recorded_spec
+from burstbench.locustfiles.stream_target import stream_of
 from burstbench.record import write_record
 from burstbench.locustfiles.texts import TextSubset
 
@@ -148,7 +149,11 @@ class Run:
 
     # -- sending ------------------------------------------------------------------------
     def texts_for(self, index: int) -> tuple[int, list[str]]:
-        """Request ``index`` carries texts index*k ... index*k+k-1 of the subset (k = the batch size)."""
+        """Request ``index`` carries texts index*k ... index*k+k-1 of the subset (k = the batch size),
+        or (--input-tokens) its own synthetic prompt, ``text_index`` -1."""
+        prompts = getattr(self.target, "prompts", None)
+        if prompts is not None:
+            return -1, [prompts.prompt(index)[0]]
         k = self.target.batch_size
         picked = [self.texts.for_request(index * k + j) for j in range(k)]
         return picked[0][0], [text for _, text in picked]
@@ -184,6 +189,13 @@ class Run:
                "batch_size": "", "tokens": "", "truncated": "", "label": "", "status": 0, "worker": self.worker,
                "claim_late_ms": claim_late_ms}
         user.burstbench_request_index = index  # a target may label the request with it (fixed_body does)
+        request_fields = getattr(self.target, "request_fields", None)
+        if request_fields is not None:
+            row.update(request_fields(index))
+        prompts = getattr(self.target, "prompts", None)
+        if prompts is not None:
+            row["requested_input_tokens"] = prompts.prompt(index)[1]
+        stream = None
         stamp = stamps.begin(gate, self.dispatcher.others_due_before if gate is not None else None) \
             if self.stamped else None
         t0 = user.burstbench_sent_s = time.perf_counter()
@@ -191,6 +203,7 @@ class Run:
         try:
             with self.target.request(user, texts, self.plan.request_timeout_s) as resp:
                 ok, kind, failure, fields = self.target.judge(resp)
+                stream = stream_of(fields)  # a streamed answer's chunk times, ok or not
                 failure = self.target.scrub(failure)
                 if ok:
                     resp.success()
@@ -203,9 +216,9 @@ class Run:
             done = time.perf_counter()
             row.update(ok=0, failure_kind="interrupted",
                        failure_text=self.target.scrub(f"{type(err).__name__}: {err}")[:300])
-            self._record(row, scheduled, t0, done, stamp)
+            self._record(row, scheduled, t0, done, stamp, stream)
             raise
-        self._record(row, scheduled, t0, done, stamp)
+        self._record(row, scheduled, t0, done, stamp, stream)
         if self.rows.rows >= self.share:
             # Every send of this process is answered: its last sample ends here, so Locust's shutdown
             # and the files written after it are not judged as the generator's (generator_verdict).
@@ -217,7 +230,7 @@ class Run:
             else:
                 self.request_quit()
 
-    def _record(self, row, scheduled, t0, done, stamp):
+    def _record(self, row, scheduled, t0, done, stamp, stream=None):
         """Times on one clock (see ``clocks`` in run.json): socket stamps where there are, else the client's."""
         if stamp is not None:
             stamps.end()
@@ -232,6 +245,8 @@ class Run:
                    latency_ms=round(latency_ms, 3), e2e_latency_ms=round((done - t0) * 1000, 3),
                    corrected_latency_ms=round((to_epoch(answered) - scheduled) * 1000, 3),
                    new_connection=int(stamp.connected) if stamp is not None else "")
+        if stream is not None and stream.token_times_s:
+            row.update(stream_times(stream, sent, to_epoch, scheduled, row.get("output_tokens")))
         self.rows.record(row)
         self.monitor.note_send(row["lateness_ms"], bool(row["claim_late_ms"]))
         if row["ok"]:
@@ -365,6 +380,18 @@ class Run:
         """run.json as a typed, versioned record (burstbench.record); events a harness appended are kept."""
         argv = [self.target.scrub(arg) for arg in redact_argv(sys.argv)]
         write_record(self.run_dir, build_record(self, status, argv, GENERATOR_FILE), keep_external=True)
+
+
+def stream_times(stream, sent_s: float, to_epoch, scheduled_epoch: float, output_tokens) -> dict:
+    """TTFT from the actual and the scheduled send, TPOT, and every inter-token gap (for itl.csv)."""
+    first, last = stream.token_times_s[0], stream.token_times_s[-1]
+    out = {"ttft_ms": round((first - sent_s) * 1000, 3),
+           "corrected_ttft_ms": round((to_epoch(first) - scheduled_epoch) * 1000, 3),
+           ITL_KEY: [round(g * 1000, 3) for g in stream.itl_s]}
+    tokens = output_tokens if isinstance(output_tokens, int) else len(stream.token_times_s)
+    if tokens >= 2 and len(stream.token_times_s) >= 2:
+        out["tpot_ms"] = round((last - first) * 1000 / (tokens - 1), 3)
+    return out
 
 
 def _perf_to_epoch(perf_s: float) -> float:

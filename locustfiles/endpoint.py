@@ -11,6 +11,14 @@
   names are recorded, and values are scrubbed from every failure text.
 - A response check: the status (any 2xx by default) and optionally a JSON field (a dotted path such
   as ``choices.0.text``) that must be present, so that a 200 with an error body is a failure.
+- Streaming (``--stream on``, the default of the ``openai-*`` presets and of ``sse``): the answer is read as
+  server-sent events as they arrive (``streaming.py``). The ``openai-*`` presets set the body's ``stream``,
+  ``stream_options.include_usage`` (``--stream-usage``), ``max_tokens`` (``--max-tokens``, or drawn per
+  request from ``--output-tokens``) and, with ``--output-tokens``, ``min_tokens`` and ``ignore_eos`` so that
+  the length asked for is the length generated (``--ignore-eos off`` for servers that refuse them).
+  ``sse`` is any endpoint that streams: every ``data:`` event is one chunk, or the value at ``--chunk-field``.
+- Prompts of a given length (``--input-tokens``, exact with ``--tokenizer``, else in words), and a
+  ``--tokenizer`` to count tokens when the server reports no ``usage``.
 """
 from __future__ import annotations
 
@@ -24,7 +32,10 @@ from urllib.parse import quote
 from burstbench.locustfiles.outcomes import check_response
 
 METHODS = ("POST", "PUT", "PATCH")
-PRESETS = ("plain", "kserve-v2", "openai-completions", "openai-chat")
+PRESETS = ("plain", "kserve-v2", "openai-completions", "openai-chat", "sse")
+OPENAI_PRESETS = ("openai-completions", "openai-chat")
+STREAMING_PRESETS = (*OPENAI_PRESETS, "sse")  # streamed by default
+ON_OFF = ("on", "off")
 # Quotes, a backslash, control characters and non-ASCII: what breaks a template that is not escaped right.
 SAMPLE_TEXT = 'a "quoted" sample \\ with a backslash,\na newline, a tab\t and non-ASCII: caf\u00e9 \u2713'
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -57,6 +68,29 @@ def add_endpoint_arguments(parser) -> None:
     g.add_argument("--input-name", default="text", help="input tensor name for the kserve-v2 preset (default text)")
     g.add_argument("--max-tokens", type=str, default=str(DEFAULT_MAX_TOKENS),
                    help=f"max_tokens for the openai-* presets (default {DEFAULT_MAX_TOKENS})")
+    s = parser.add_argument_group("burstbench streaming", "streamed answers: TTFT, inter-token latency, tokens, SLOs")
+    s.add_argument("--stream", default=None,
+                   help="on or off: read the answer as server-sent events (default on for the openai-* presets "
+                        "and sse, off otherwise)")
+    s.add_argument("--stream-usage", default="on",
+                   help="on or off: ask for token counts in the last chunk (stream_options.include_usage; default on)")
+    s.add_argument("--chunk-field", default=None,
+                   help="--preset sse: the dotted JSON field of each event that holds one chunk "
+                        "(default: every data event is one chunk)")
+    s.add_argument("--tokenizer", default=None,
+                   help="a tokenizer (local folder or hub id) to count tokens when the server reports no usage, "
+                        "and to make --input-tokens exact")
+    s.add_argument("--input-tokens", default=None,
+                   help="synthetic prompts of this length instead of dataset texts: 128, uniform:64,256, "
+                        "normal:512,128, lognormal:... (tokens with --tokenizer, else words)")
+    s.add_argument("--output-tokens", default=None,
+                   help="max_tokens drawn per request from this length distribution (same notation)")
+    s.add_argument("--ignore-eos", default=None,
+                   help="on or off: with --output-tokens, send ignore_eos and min_tokens so the length asked for "
+                        "is generated (default on)")
+    s.add_argument("--slo", action="append", default=[],
+                   help="a service level objective METRIC=MS, repeatable: ttft_ms, tpot_ms, latency_ms, itl_p99_ms "
+                        "(goodput: the share of requests meeting all)")
 
 
 # -- payload templates ------------------------------------------------------------------
@@ -166,17 +200,18 @@ def preset_fields(name: str, model: str | None, input_name: str, max_tokens: int
                 "payload": '{"inputs": [{"name": %s, "shape": [{batch}], "datatype": "BYTES", "data": {texts}}]}'
                            % json.dumps(input_name),
                 "expect_field": "outputs"}
+    # The openai-* bodies' max_tokens and stream fields are set per request (EndpointSpec.body_fields).
     if name == "openai-completions":
         return {"method": "POST", "path": "/v1/completions",
-                "payload": None if model is None else
-                '{"model": %s, "prompt": {prompt}, "max_tokens": %d, "stream": false}' % (m, max_tokens),
+                "payload": None if model is None else '{"model": %s, "prompt": {prompt}}' % m,
                 "expect_field": "choices.0.text"}
     if name == "openai-chat":
         return {"method": "POST", "path": "/v1/chat/completions",
                 "payload": None if model is None else
-                '{"model": %s, "messages": [{"role": "user", "content": "{text}"}], "max_tokens": %d, '
-                '"stream": false}' % (m, max_tokens),
+                '{"model": %s, "messages": [{"role": "user", "content": "{text}"}]}' % m,
                 "expect_field": "choices.0.message.content"}
+    if name == "sse":  # any streaming endpoint: the path and payload are the user's
+        return {"method": "POST", "path": None, "payload": None, "expect_field": None}
     raise ValueError(f"--preset must be one of {', '.join(PRESETS)} (got {name!r})")
 
 
@@ -250,6 +285,8 @@ class EndpointSpec:
     expect_field: tuple
     preset: str | None
     model_name: str | None
+    stream: "StreamOptions | None" = None  # None: the answer is one JSON body
+    slo: dict | None = None                # --slo: METRIC -> bound in ms (burstbench.analysis.slo)
 
     @classmethod
     def from_options(cls, o, environ: Mapping[str, str] | None = None) -> "EndpointSpec":
@@ -259,11 +296,11 @@ class EndpointSpec:
         fields = {"method": "POST", "path": None, "payload": None, "expect_field": None}
         if o.preset is not None:
             fields = preset_fields(o.preset, o.model_name, o.input_name, max_tokens)
-            if o.model_name is None:
+            if o.model_name is None and o.preset != "sse":
                 needing = [f for f in ("path", "payload") if fields[f] is None and getattr(o, f) is None]
                 if needing:
                     raise ValueError(f"--preset {o.preset} needs --model-name (the model's name on the server)")
-            if o.payload is None:
+            if o.payload is None and fields["payload"] is not None:
                 fields["payload"] = _preset_payload(o.preset, fields["payload"], batch_size)
         method = (o.method or fields["method"]).upper()
         if method not in METHODS:
@@ -299,10 +336,19 @@ class EndpointSpec:
             expect_field=tuple(expect_field.split(".")) if expect_field else (),
             preset=o.preset,
             model_name=o.model_name,
+            stream=StreamOptions.from_options(o, max_tokens, batch_size),
+            slo=_slos(getattr(o, "slo", None)),
         )
 
-    def body(self, texts: list[str]) -> bytes:
-        return self.template.render(texts).encode("utf-8")
+    def body(self, texts: list[str], index: int = 0) -> bytes:
+        rendered = self.template.render(texts)
+        fields = self.body_fields(index)
+        if fields:  # the openai-* presets' per-request fields, set on the rendered JSON
+            rendered = json.dumps({**json.loads(rendered), **fields}, ensure_ascii=False)
+        return rendered.encode("utf-8")
+
+    def body_fields(self, index: int) -> dict:
+        return {} if self.stream is None else self.stream.body_fields(index)
 
     def request_headers(self) -> dict:
         """Content-Type JSON unless the user set their own."""
@@ -331,6 +377,7 @@ class EndpointSpec:
             "headers": sorted(self.headers),  # names only: values are secrets
             "expect_status": self.expect_status if self.expect_status is not None else "2xx",
             "expect_field": ".".join(self.expect_field) or None,
+            **({} if self.stream is None else {"body_fields": self.stream.describe_fields()}),
         }
 
 
@@ -348,3 +395,108 @@ def _expect_status(raw) -> int | None:
     if raw is None or str(raw).lower() == "2xx":
         return None
     return _int_flag("--expect-status", raw, 100, 599)
+
+
+# -- streaming and token lengths -----------------------------------------------------------------
+def _slos(raw) -> dict | None:
+    if not raw:
+        return None
+    from burstbench.analysis.slo import parse_slos
+
+    return parse_slos(list(raw))
+
+
+def _on_off(flag: str, raw, default: bool) -> bool:
+    if raw is None:
+        return default
+    if str(raw).lower() not in ON_OFF:
+        raise ValueError(f"{flag} must be on or off (got {raw!r})")
+    return str(raw).lower() == "on"
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How answers are read (streamed or not) and what the openai-* bodies ask for, per request.
+
+    Kept for every openai-* and sse endpoint, streamed or not: the non-streaming answer's ``usage`` and
+    finish reason are read too, and the per-request ``max_tokens`` is set either way.
+    """
+
+    stream: bool
+    protocol: str             # chat, completions or sse
+    openai: bool              # an openai-* preset: body fields are set per request
+    include_usage: bool
+    chunk_field: tuple
+    max_tokens: int
+    output_lengths: object    # prompts.LengthDistribution or None
+    ignore_eos: bool
+    input_lengths: object     # prompts.LengthDistribution or None
+    tokenizer_name: str | None
+
+    @classmethod
+    def from_options(cls, o, max_tokens: int, batch_size: int) -> "StreamOptions | None":
+        preset = o.preset
+        stream = _on_off("--stream", getattr(o, "stream", None), preset in STREAMING_PRESETS)
+        given = [f for f in ("chunk_field", "input_tokens", "output_tokens", "ignore_eos", "tokenizer")
+                 if getattr(o, f, None) is not None]
+        if preset not in STREAMING_PRESETS and not stream:
+            if given:
+                raise ValueError(f"--{given[0].replace('_', '-')} applies to the openai-* and sse presets "
+                                 "(or --stream on)")
+            return None
+        if preset is not None and preset not in STREAMING_PRESETS:
+            raise ValueError(f"--stream on reads server-sent events: use --preset sse (any streaming endpoint) "
+                             f"or an openai-* preset, not {preset}")
+        if getattr(o, "chunk_field", None) is not None and preset != "sse" and preset is not None:
+            raise ValueError("--chunk-field applies to --preset sse (the openai-* presets know their chunks)")
+        protocol = {"openai-chat": "chat", "openai-completions": "completions"}.get(preset, "sse")
+        openai = preset in OPENAI_PRESETS
+        if not openai and (getattr(o, "output_tokens", None) or getattr(o, "ignore_eos", None)):
+            raise ValueError("--output-tokens and --ignore-eos set the openai-* presets' max_tokens: "
+                             "with --preset sse put the length into --payload")
+        output_lengths = input_lengths = None
+        try:
+            seed = int(getattr(o, "seed", 0) or 0)
+        except (TypeError, ValueError):
+            seed = 0  # the run's own check names a bad --seed
+        if getattr(o, "output_tokens", None):
+            from burstbench.locustfiles.prompts import parse_length
+            output_lengths = parse_length(o.output_tokens, "--output-tokens", seed)
+        if getattr(o, "input_tokens", None):
+            from burstbench.locustfiles.prompts import parse_length
+            if batch_size != 1:
+                raise ValueError("--input-tokens makes one prompt per request: --batch-size must be 1")
+            input_lengths = parse_length(o.input_tokens, "--input-tokens", seed)
+        return cls(stream=stream, protocol=protocol, openai=openai,
+                   include_usage=_on_off("--stream-usage", getattr(o, "stream_usage", None), True),
+                   chunk_field=tuple(o.chunk_field.split(".")) if getattr(o, "chunk_field", None) else (),
+                   max_tokens=max_tokens, output_lengths=output_lengths,
+                   ignore_eos=_on_off("--ignore-eos", getattr(o, "ignore_eos", None), output_lengths is not None),
+                   input_lengths=input_lengths, tokenizer_name=getattr(o, "tokenizer", None))
+
+    def requested_output_tokens(self, index: int) -> int | None:
+        if not self.openai:
+            return None
+        return self.output_lengths.draw(index) if self.output_lengths is not None else self.max_tokens
+
+    def body_fields(self, index: int) -> dict:
+        if not self.openai:
+            return {}
+        n = self.requested_output_tokens(index)
+        fields = {"max_tokens": n, "stream": self.stream}
+        if self.stream and self.include_usage:
+            fields["stream_options"] = {"include_usage": True}
+        if self.ignore_eos:
+            fields.update(min_tokens=n, ignore_eos=True)  # vLLM's and SGLang's names; TGI and others ignore them
+        return fields
+
+    def describe_fields(self) -> dict:
+        out = {"stream": self.stream, "protocol": self.protocol}
+        if self.openai:
+            out["max_tokens"] = (self.output_lengths.describe() if self.output_lengths is not None
+                                 else self.max_tokens)
+            out["stream_options.include_usage"] = self.stream and self.include_usage
+            out["ignore_eos_and_min_tokens"] = self.ignore_eos
+        if self.chunk_field:
+            out["chunk_field"] = ".".join(self.chunk_field)
+        return out

@@ -16,6 +16,7 @@ import locust  # noqa: F401  (before the rest: gevent's monkey-patching must com
 from burstbench.locustfiles.plugin import PacedFastUser, install
 from burstbench.locustfiles.endpoint import EndpointSpec, add_endpoint_arguments
 from burstbench.locustfiles.outcomes import transport_error
+from burstbench.locustfiles.stream_target import StreamingTarget
 
 METADATA_TIMEOUT_S = 5
 
@@ -28,23 +29,40 @@ class HttpTarget:
         self.endpoint = spec.path
         self.batch_size = spec.batch_size
         self._headers = spec.request_headers()
+        self.streaming = spec.stream
+        self.slo = spec.slo
+        self.streaming_target = None if spec.stream is None else StreamingTarget(spec)
+        self.prompts = None if self.streaming_target is None else self.streaming_target.prompts
 
     def request(self, user, texts, timeout_s):
         # FastHttpUser's timeout is per user (network_timeout, set by install from --request-timeout).
-        return user.client.request(self.spec.method, self.spec.path, data=self.spec.body(texts),
-                                   headers=self._headers, catch_response=True, name=self.spec.path)
+        index = getattr(user, "burstbench_request_index", 0)
+        return user.client.request(self.spec.method, self.spec.path, data=self.spec.body(texts, index),
+                                   headers=self._headers, catch_response=True, name=self.spec.path,
+                                   stream=self.streaming is not None and self.streaming.stream)
 
     def judge(self, resp):
         error = transport_error(resp)
+        status = resp.status_code or 0
+        if self.streaming is not None and self.streaming.stream and error is None and 200 <= status < 300 \
+                and (self.spec.expect_status is None or status == self.spec.expect_status):
+            return self.streaming_target.judge_stream(resp)
         try:
             body_text = resp.text or ""
         except Exception:  # no response at all (connection error)
             body_text = ""
-        ok, kind, failure = self.spec.judge(resp.status_code or 0, error, body_text)
-        return ok, kind, failure, {}
+        ok, kind, failure = self.spec.judge(status, error, body_text)
+        fields = self.streaming_target.judge_body(body_text) if ok and self.streaming is not None else {}
+        return ok, kind, failure, fields
 
     def describe(self) -> dict:
         return self.spec.describe()
+
+    def request_fields(self, index: int) -> dict:
+        return {} if self.streaming_target is None else self.streaming_target.request_fields(index)
+
+    def streaming_info(self) -> dict | None:
+        return None if self.streaming is None else self.streaming_target.describe()
 
     def target_info(self, host: str) -> dict:
         """The model and protocol as configured; for kserve-v2 also the server's model metadata."""

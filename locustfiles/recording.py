@@ -12,9 +12,10 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from burstbench.record import ROW_COLUMNS, ROWS_FILE  # requests.csv's columns, declared once (with units)
+from burstbench.record import ITL_COLUMNS, ITL_FILE, ROW_COLUMNS, ROWS_FILE  # the files' columns, declared once
 
 FLUSH_EVERY_S = 0.25
+ITL_KEY = "_itl_ms"  # a streamed row's inter-token gaps (ms), written to itl.csv instead of requests.csv
 
 _COLUMN_SET = frozenset(ROW_COLUMNS)
 
@@ -54,15 +55,31 @@ class RowRecorder:
         self._writer.writerow(ROW_COLUMNS)
         self._file.flush()
         self._pending: list[dict] = []
+        self._itl_path = Path(run_dir) / ITL_FILE
+        self._itl_file = None  # opened with the first streamed row
+        self._itl_pending: list[tuple] = []
+        self.itl_gaps = 0
         self.started = 0
         self.ok = 0
         self.failed = 0
         self.failure_kinds: Counter[str] = Counter()
+        self.token_sources: Counter[str] = Counter()
 
     def mark_started(self) -> None:
         self.started += 1
 
     def record(self, row: dict) -> None:
+        gaps = row.pop(ITL_KEY, None)
+        if gaps is not None:
+            index = row["request_index"]
+            self._itl_pending.extend((index, k, gap) for k, gap in enumerate(gaps, start=1))
+            self.itl_gaps += len(gaps)
+            if self._itl_file is None:
+                self._itl_file = self._itl_path.open("w", newline="", encoding="utf-8")
+                self._itl_writer = csv.writer(self._itl_file)
+                self._itl_writer.writerow(ITL_COLUMNS)
+        if row.get("token_source"):
+            self.token_sources[row["token_source"]] += 1
         self._pending.append(row)
         if row["ok"]:
             self.ok += 1
@@ -93,11 +110,17 @@ class RowRecorder:
                 raise ValueError(f"row has columns {sorted(row.keys() - _COLUMN_SET)} not in ROW_COLUMNS")
         self._writer.writerows([[row.get(c, "") for c in ROW_COLUMNS] for row in pending])
         self._file.flush()
+        if self._itl_pending:
+            gaps, self._itl_pending = self._itl_pending, []
+            self._itl_writer.writerows(gaps)
+            self._itl_file.flush()
 
     def close(self) -> None:
         if not self._file.closed:
             self.flush()
             self._file.close()
+        if self._itl_file is not None and not self._itl_file.closed:
+            self._itl_file.close()
 
 
 class RowBuffer:

@@ -12,7 +12,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from burstbench.record import ROWS_FILE, SCHEMA_VERSION, Counts, Generator, Git, Machine, RunRecord, Schedule
+from burstbench.record import ITL_FILE, ROWS_FILE, SCHEMA_VERSION, Counts, Generator, Git, Machine, RunRecord, Schedule
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("burstbench", "locust", "numpy", "scipy", "requests", "gevent", "pandas")
@@ -130,8 +130,22 @@ def build_record(run, status: str, argv: list[str], generator_file: str) -> RunR
         versions=run.environment_facts["versions"],
         git=Git(**run.environment_facts["git"]),
         machine=Machine(**run.environment_facts["machine"]),
-        files={"rows": ROWS_FILE, "locust_csv_prefix": "locust", "locust_html": "locust.html"},
+        files={"rows": ROWS_FILE, "locust_csv_prefix": "locust", "locust_html": "locust.html",
+               **({"itl": ITL_FILE} if getattr(run.rows, "itl_gaps", 0) else {})},
         wait_time=run.wait_time_info,
         spec=run.recorded_spec,
         events=[],
+        streaming=streaming_record(run),
+        slo=getattr(run.target, "slo", None),
     )
+
+
+def streaming_record(run) -> dict | None:
+    """run.json's ``streaming``: how answers were read, where the token counts came from, the ITL file."""
+    info = getattr(run.target, "streaming_info", None)
+    info = info() if info is not None else None
+    if info is None:
+        return None
+    sources = getattr(run.rows, "token_sources", {})
+    return {**info, "token_counts": {k: sources.get(k, 0) for k in ("usage", "tokenizer", "chunks")},
+            "itl_file": ITL_FILE if info["stream"] else None, "itl_gaps": getattr(run.rows, "itl_gaps", 0)}

@@ -149,3 +149,11 @@ def warm_connection(user) -> bool:
     sock = pool.get_socket()
     pool.return_socket(sock)
     return True
+
+
+def recv_clock() -> float:
+    """When the current greenlet's request last received data (its socket stamp), else now."""
+    stamps = getattr(gevent.getcurrent(), "burstbench_stamps", None)
+    if stamps is not None and stamps.last_recv_s is not None:
+        return stamps.last_recv_s
+    return perf_counter()

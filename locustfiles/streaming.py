@@ -27,7 +27,7 @@ from typing import Callable, Iterable
 
 from sseclient import SSEClient
 
-PROTOCOLS = ("chat", "completions")
+PROTOCOLS = ("chat", "completions", "sse")  # sse: any endpoint's events, one chunk each (or a field of each)
 DONE = "[DONE]"
 
 
@@ -114,9 +114,24 @@ def _piece(payload: dict, protocol: str) -> tuple[str, str | None]:
     return content, choice.get("finish_reason")
 
 
+def _field_piece(payload: dict, chunk_field: tuple[str, ...]) -> tuple[str, None]:
+    from burstbench.locustfiles.outcomes import field_at
+
+    try:
+        value = field_at(payload, chunk_field)
+    except KeyError:
+        return "", None
+    return ("" if value is None else value if isinstance(value, str) else json.dumps(value)), None
+
+
 def read_stream(chunks: Iterable[bytes], sent_s: float, protocol: str = "chat",
-                clock: Callable[[], float] = time.perf_counter) -> StreamResult:
-    """Read an OpenAI-compatible event stream from ``chunks`` (bytes as they arrive) to its end."""
+                clock: Callable[[], float] = time.perf_counter, chunk_field: tuple[str, ...] = ()) -> StreamResult:
+    """Read an event stream from ``chunks`` (bytes as they arrive) to its end.
+
+    ``chat`` and ``completions`` are OpenAI-compatible chunks. ``sse`` is any endpoint's stream: every
+    ``data:`` event is one chunk, or with ``chunk_field`` (a dotted path) the non-empty value at that
+    path of each event's JSON; the end of the body ends it (there is no finish reason to wait for).
+    """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)} (got {protocol!r})")
     result = StreamResult(sent_s=sent_s)
@@ -132,6 +147,11 @@ def read_stream(chunks: Iterable[bytes], sent_s: float, protocol: str = "chat",
                 done = True
                 result.done_s = at
                 break
+            if protocol == "sse" and not chunk_field:
+                if event.data:
+                    result.token_times_s.append(at)
+                    result.content += event.data
+                continue
             try:
                 payload = json.loads(event.data)
             except ValueError:
@@ -142,7 +162,7 @@ def read_stream(chunks: Iterable[bytes], sent_s: float, protocol: str = "chat",
                 return _failed(result, "stream-error", json.dumps(payload["error"])[:300], at)
             if isinstance(payload.get("usage"), dict):
                 result.usage = payload["usage"]
-            content, finish = _piece(payload, protocol)
+            content, finish = _field_piece(payload, chunk_field) if protocol == "sse" else _piece(payload, protocol)
             if content:
                 result.token_times_s.append(at)
                 result.content += content
@@ -154,7 +174,7 @@ def read_stream(chunks: Iterable[bytes], sent_s: float, protocol: str = "chat",
         result.done_s = source.last_read_s
     if not result.events:
         return _failed(result, "invalid-stream", "the body holds no server-sent events", result.done_s)
-    if not done and result.finish_reason is None:
+    if not done and result.finish_reason is None and protocol != "sse":
         return _failed(result, "stream-broken", f"the stream ended after {result.events} events, before [DONE] "
                        "or a finish reason", result.done_s)
     result.ok = True

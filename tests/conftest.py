@@ -137,7 +137,8 @@ KINDS = ("unit", "integration", "load")  # weakest first
 
 # Fixtures (tests/conftest.py, tests/servers/fixtures.py and the test modules') that start servers or
 # build models, and those that run Locust. Fixtures that depend on these are caught through the closure.
-SERVER_FIXTURES = {"server", "tiny_model", "fastapi_server", "mlserver", "hard_server", "bento", "monitored"}
+SERVER_FIXTURES = {"server", "tiny_model", "fastapi_server", "mlserver", "hard_server", "bento", "monitored",
+                   "llm_server"}
 LOCUST_FIXTURES = {"smoke_run", "supervised_run", "reported", "one_step"}
 
 # Modules whose tests are, by default, not unit (most of their tests run the CLIs as subprocesses).

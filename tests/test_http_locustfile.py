@@ -29,6 +29,9 @@ from servers.processes import free_port
 TRICKY = 'she said "no" \\ then\nleft\t\u2713 {text} </b>'
 
 
+STREAMED = {"stream": True, "stream_options": {"include_usage": True}}  # what the openai-* presets add by default
+
+
 def options(**flags) -> Namespace:
     """http.py's endpoint flags as Locust parses them (strings), with their defaults."""
     defaults = {"preset": None, "model_name": None, "method": None, "path": None, "payload": None,
@@ -81,16 +84,20 @@ def kserve_v2(texts):
     ({"preset": "kserve-v2", "model_name": "my/model v2", "input_name": "TEXT"}, "/v2/models/my%2Fmodel%20v2/infer",
      lambda t: {"inputs": [{"name": "TEXT", "shape": [1], "datatype": "BYTES", "data": t}]}, ("outputs",)),
     ({"preset": "openai-completions", "model_name": "tiny-llm"}, "/v1/completions",
-     lambda t: {"model": "tiny-llm", "prompt": t[0], "max_tokens": 16, "stream": False}, ("choices", "0", "text")),
+     lambda t: {"model": "tiny-llm", "prompt": t[0], "max_tokens": 16, **STREAMED}, ("choices", "0", "text")),
     ({"preset": "openai-completions", "model_name": "tiny-llm", "batch_size": "2", "max_tokens": "4"},
-     "/v1/completions", lambda t: {"model": "tiny-llm", "prompt": t, "max_tokens": 4, "stream": False},
+     "/v1/completions", lambda t: {"model": "tiny-llm", "prompt": t, "max_tokens": 4, **STREAMED},
      ("choices", "0", "text")),
     ({"preset": "openai-chat", "model_name": 'say "hi"'}, "/v1/chat/completions",
      lambda t: {"model": 'say "hi"', "messages": [{"role": "user", "content": t[0]}], "max_tokens": 16,
-                "stream": False}, ("choices", "0", "message", "content")),
+                **STREAMED}, ("choices", "0", "message", "content")),
+    # --stream off: one JSON answer, as before streaming
+    ({"preset": "openai-chat", "model_name": "m", "stream": "off"}, "/v1/chat/completions",
+     lambda t: {"model": "m", "messages": [{"role": "user", "content": t[0]}], "max_tokens": 16, "stream": False},
+     ("choices", "0", "message", "content")),
     # explicit flags override the preset's fields
     ({"preset": "openai-chat", "model_name": "m", "path": "/chat", "expect_field": "id", "method": "put"}, "/chat",
-     lambda t: {"model": "m", "messages": [{"role": "user", "content": t[0]}], "max_tokens": 16, "stream": False},
+     lambda t: {"model": "m", "messages": [{"role": "user", "content": t[0]}], "max_tokens": 16, **STREAMED},
      ("id",)),
     ({"preset": "kserve-v2", "path": "/infer", "payload": '{"x": {texts}}', "batch_size": "2"}, "/infer",
      lambda t: {"x": t}, ("outputs",)),
@@ -109,7 +116,7 @@ def test_presets_build_their_protocols_bodies(flags, path, expected, field):
     ({"preset": "openai-chat"}, "--preset openai-chat needs --model-name"),
     ({"preset": "openai-chat", "model_name": "m", "batch_size": "2"}, "--preset openai-chat sends one text per request"),
     ({"preset": "plain", "batch_size": "2"}, "--preset plain sends one text per request"),
-    ({"preset": "grpc"}, "--preset must be one of plain, kserve-v2, openai-completions, openai-chat"),
+    ({"preset": "grpc"}, "--preset must be one of plain, kserve-v2, openai-completions, openai-chat, sse"),
     ({"payload": '{"t": "{text}"}'}, "--path is required"),
     ({"path": "/x"}, "--payload is required"),
     ({"path": "x", "payload": '{"t": "{text}"}'}, "--path must start with /"),
@@ -319,13 +326,15 @@ def test_presets_send_what_their_protocol_expects(preset, batch, route, fastapi_
     received = fastapi_server.records(route)
     assert len(received) == n
 
+    streamed = STREAMED
+
     def protocol_body(texts):
         if preset == "plain":
             return {"text": texts[0]}
         if preset == "openai-completions":
-            return {"model": "tiny-llm", "prompt": texts[0] if batch == 1 else texts, "max_tokens": 16, "stream": False}
+            return {"model": "tiny-llm", "prompt": texts[0] if batch == 1 else texts, "max_tokens": 16, **streamed}
         return {"model": "tiny-llm", "messages": [{"role": "user", "content": texts[0]}], "max_tokens": 16,
-                "stream": False}
+                **streamed}
 
     expected = [protocol_body(t) for t in expected_texts(data, seed, "body", n, batch)]
     canonical = lambda bodies: Counter(json.dumps(b, sort_keys=True) for b in bodies)  # noqa: E731

@@ -41,11 +41,18 @@ class ClassifyBody(Strict):
     inputs: str | list[str]
 
 
-class CompletionBody(Strict):  # OpenAI /v1/completions, non-streaming
+class StreamOptions(Strict):
+    include_usage: bool = False
+
+
+class CompletionBody(Strict):  # OpenAI /v1/completions (and vLLM's min_tokens, ignore_eos)
     model: str
     prompt: str | list[str]
     max_tokens: int | None = None
-    stream: Literal[False] = False
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    min_tokens: int | None = None
+    ignore_eos: bool | None = None
 
 
 class Message(Strict):
@@ -53,11 +60,25 @@ class Message(Strict):
     content: str
 
 
-class ChatBody(Strict):  # OpenAI /v1/chat/completions, non-streaming
+class ChatBody(Strict):  # OpenAI /v1/chat/completions (and vLLM's min_tokens, ignore_eos)
     model: str
     messages: list[Message]
     max_tokens: int | None = None
-    stream: Literal[False] = False
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    min_tokens: int | None = None
+    ignore_eos: bool | None = None
+
+
+def _openai_stream(chunks: list[dict], usage: dict, include_usage: bool):
+    """An OpenAI-style event stream: the chunks, the usage chunk when asked for, then [DONE]."""
+    async def events():
+        for chunk in chunks:
+            yield f"data: {json.dumps(chunk)}\n\n".encode()
+        if include_usage:
+            yield f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+    return StreamingResponse(events(), media_type="text/event-stream")
 
 
 async def record(request: Request) -> object:
@@ -121,23 +142,35 @@ async def completions(request: Request):
     body = CompletionBody.model_validate(await record(request))
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     await asyncio.sleep(0.002)
+    usage = {"prompt_tokens": sum(len(p.split()) for p in prompts), "completion_tokens": len(prompts),
+             "total_tokens": sum(len(p.split()) for p in prompts) + len(prompts)}
+    if body.stream:
+        return _openai_stream([{"object": "text_completion", "model": body.model,
+                                "choices": [{"index": i, "text": " ok", "finish_reason": "length"}]}
+                               for i, _ in enumerate(prompts)], usage,
+                              bool(body.stream_options and body.stream_options.include_usage))
     return {"id": f"cmpl-{nth('completions')}", "object": "text_completion", "created": int(time.time()),
             "model": body.model,
             "choices": [{"index": i, "text": " ok", "logprobs": None, "finish_reason": "length"}
                         for i, _ in enumerate(prompts)],
-            "usage": {"prompt_tokens": sum(len(p.split()) for p in prompts), "completion_tokens": len(prompts),
-                      "total_tokens": sum(len(p.split()) for p in prompts) + len(prompts)}}
+            "usage": usage}
 
 
 @app.post("/v1/chat/completions")
 async def chat_completions(request: Request):
     body = ChatBody.model_validate(await record(request))
     await asyncio.sleep(0.002)
+    usage = {"prompt_tokens": len(body.messages[-1].content.split()), "completion_tokens": 1,
+             "total_tokens": len(body.messages[-1].content.split()) + 1}
+    if body.stream:
+        chunk = lambda delta, finish=None: {"object": "chat.completion.chunk", "model": body.model,  # noqa: E731
+                                            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return _openai_stream([chunk({"role": "assistant"}), chunk({"content": "ok"}), chunk({}, "stop")], usage,
+                              bool(body.stream_options and body.stream_options.include_usage))
     return {"id": f"chatcmpl-{nth('chat')}", "object": "chat.completion", "created": int(time.time()),
             "model": body.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": len(body.messages[-1].content.split()), "completion_tokens": 1,
-                      "total_tokens": len(body.messages[-1].content.split()) + 1}}
+            "usage": usage}
 
 
 # Streaming with known timing, for the streaming reader (locustfiles/streaming.py): the first token

@@ -67,3 +67,13 @@ def run_http_locust(host: str, results_dir: Path, *flags: str, env: dict | None 
            "--host", host, "--results-dir", str(results_dir), *flags]
     return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def llm_server(tmp_path_factory):
+    """``transformers serve`` (a real OpenAI-compatible streaming server) with the untrained tiny GPT-2, on CPU."""
+    from servers.llm_server import TransformersServe
+
+    server = TransformersServe(tmp_path_factory.mktemp("transformers-serve"))
+    yield server
+    server.stop()

@@ -1,0 +1,124 @@
+"""What the HTTP target does for streamed (and OpenAI-compatible) answers: read the events as they arrive,
+count the tokens, and hand the run the times it needs (TTFT, inter-token latencies, TPOT).
+
+The events are read line by line from geventhttpclient's response (FastHttpUser): ``readline`` returns
+as soon as a line is in, so every chunk is stamped when the ``recv`` that brought it returned (the
+socket stamps of ``stamps.py`` over plain HTTP, else the clock at the read). Requests' ``HttpUser``
+is read with ``iter_content(chunk_size=None)``, which hands over each chunk as it is read.
+
+Token counts: the server's ``usage`` when it reports it, else a ``--tokenizer``'s count of the text, else
+the content chunks counted (one token a chunk, as vLLM, SGLang and TGI stream); each row says which.
+"""
+from __future__ import annotations
+
+import json
+from http.client import HTTPException
+
+from burstbench.locustfiles import stamps
+from burstbench.locustfiles.streaming import StreamResult, read_stream
+
+STREAM_KEY = "_stream"  # the StreamResult travels to the run in the judged fields under this key
+
+
+def _lines(resp):
+    """The body's lines as they arrive; a broken connection or a malformed chunked body is an OSError."""
+    raw = getattr(resp, "_response", None)
+    try:
+        if raw is not None and hasattr(raw, "readline"):  # geventhttpclient (FastHttpUser)
+            while True:
+                line = raw.readline(b"\n")
+                if not line:
+                    break
+                yield line
+            tail = bytes(raw._body_buffer)  # a last line without its newline
+            if tail:
+                del raw._body_buffer[:]
+                yield tail
+        else:  # requests (HttpUser)
+            yield from resp.iter_content(chunk_size=None)
+    except HTTPException as err:
+        raise OSError(f"{type(err).__name__}: {err}") from None
+
+
+def _close_unfinished(resp) -> None:
+    """A stream abandoned before its end must not leave its connection to the next request."""
+    raw = getattr(resp, "_response", None)
+    if raw is not None and hasattr(raw, "message_complete"):
+        if not raw.message_complete and getattr(raw, "_sock", None) is not None:
+            pool, sock = raw._pool, raw._sock
+            raw._sock = raw._pool = None
+            if pool is not None:
+                pool.release_socket(sock)
+            else:
+                sock.close()
+    elif hasattr(resp, "close"):
+        resp.close()
+
+
+class StreamingTarget:
+    """The streaming half of an ``HttpTarget`` (``spec.stream`` is an ``endpoint.StreamOptions``)."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.options = spec.stream
+        self.tokenizer = None
+        if self.options.tokenizer_name:
+            from burstbench.locustfiles.prompts import load_tokenizer
+            self.tokenizer = load_tokenizer(self.options.tokenizer_name)
+        self.prompts = None
+        if self.options.input_lengths is not None:
+            from burstbench.locustfiles.prompts import SyntheticPrompts
+            self.prompts = SyntheticPrompts(self.options.input_lengths, tokenizer=self.tokenizer)
+
+    def request_fields(self, index: int) -> dict:
+        """What the row records about what was asked: max_tokens sent."""
+        n = self.options.requested_output_tokens(index)
+        return {} if n is None else {"requested_output_tokens": n}
+
+    def judge_stream(self, resp) -> tuple[bool, str, str, dict]:
+        result = read_stream(_lines(resp), 0.0, self.options.protocol, clock=stamps.recv_clock,
+                             chunk_field=self.options.chunk_field)
+        if not result.ok:
+            _close_unfinished(resp)
+        fields = self._token_fields(result.usage, result.content, len(result.token_times_s), result.finish_reason)
+        fields[STREAM_KEY] = result
+        return result.ok, result.failure_kind, result.failure_text[:300], fields
+
+    def judge_body(self, body_text: str) -> dict:
+        """A non-streamed OpenAI answer: its usage and finish reason."""
+        if not self.options.openai:
+            return {}
+        try:
+            body = json.loads(body_text)
+            choice = (body.get("choices") or [{}])[0]
+            content = choice.get("text") if self.options.protocol == "completions" else \
+                (choice.get("message") or {}).get("content")
+        except (ValueError, AttributeError, TypeError, IndexError):
+            return {}
+        usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
+        return self._token_fields(usage, content or "", None, choice.get("finish_reason"))
+
+    def _token_fields(self, usage: dict | None, content: str, chunks: int | None, finish: str | None) -> dict:
+        out = {"finish_reason": finish or ""}
+        usage = usage or {}
+        if isinstance(usage.get("completion_tokens"), int):
+            out.update(output_tokens=usage["completion_tokens"], token_source="usage")
+        elif self.tokenizer is not None:
+            from burstbench.locustfiles.prompts import count_tokens
+            out.update(output_tokens=count_tokens(self.tokenizer, content), token_source="tokenizer")
+        elif chunks is not None:
+            out.update(output_tokens=chunks, token_source="chunks")
+        if isinstance(usage.get("prompt_tokens"), int):
+            out["input_tokens"] = usage["prompt_tokens"]
+        return out
+
+    def describe(self) -> dict:
+        return {"stream": self.options.stream, "protocol": self.options.protocol,
+                "tokenizer": self.options.tokenizer_name,
+                "input_tokens": None if self.options.input_lengths is None else self.options.input_lengths.describe(),
+                "output_tokens": None if self.options.output_lengths is None
+                else self.options.output_lengths.describe()}
+
+
+def stream_of(fields: dict) -> StreamResult | None:
+    return fields.pop(STREAM_KEY, None)
