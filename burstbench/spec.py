@@ -107,7 +107,9 @@ FIELDS: tuple[Field, ...] = (
 BY_NAME = {f.name: f for f in FIELDS}
 # The request template of any HTTP endpoint (locustfiles/endpoint.py validates it; kept as given here).
 REQUEST_FIELDS = ("preset", "model_name", "method", "path", "payload", "batch_size", "header", "expect_status",
-                  "expect_field", "input_name", "max_tokens")
+                  "expect_field", "input_name", "max_tokens", "stream", "stream_usage", "chunk_field", "tokenizer",
+                  "input_tokens", "output_tokens", "ignore_eos", "slo")
+REPEATABLE_FIELDS = ("header", "slo")  # flags given once per value; ``slo`` may also be a table in a file
 
 
 def section_of(name: str) -> str:
@@ -307,6 +309,8 @@ class LoadSpec:
             if f.locust and value is not None and value != f.default:
                 args += [flag_of(f.name), str(value)]
         for name, value in self.request.items():
+            if isinstance(value, dict):  # slo = {ttft_ms = 500} in a file
+                value = [f"{k}={v}" for k, v in value.items()]
             for v in (value if isinstance(value, list) else [value]):
                 args += [flag_of(name), str(v)]
         return args

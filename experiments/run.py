@@ -20,8 +20,8 @@ from pathlib import Path
 
 from burstbench.errors import ParameterError
 from burstbench.processes import check_port_free
-from burstbench.spec import (BY_NAME, FIELDS, REQUEST_FIELDS, SCENARIO_NAMES, LoadSpec, flag_of,
-                             spec_from_file)
+from burstbench.spec import (BY_NAME, FIELDS, REPEATABLE_FIELDS, REQUEST_FIELDS, SCENARIO_NAMES, LoadSpec,
+                             flag_of, spec_from_file)
 
 SERVICE_ONLY = ("port", "model", "variant", "batching", "ready_timeout")
 REQUEST_HELP = {
@@ -32,6 +32,14 @@ REQUEST_HELP = {
     "expect_status": "status that counts as success (default: any 2xx)",
     "expect_field": "dotted JSON field that a successful answer must hold",
     "input_name": "input tensor name for kserve-v2", "max_tokens": "max_tokens for the openai-* presets",
+    "stream": "on or off: read server-sent events (default on for the openai-* presets and sse)",
+    "stream_usage": "on or off: ask for usage in the last chunk (default on)",
+    "chunk_field": "--preset sse: the dotted JSON field of each event holding one chunk",
+    "tokenizer": "a tokenizer folder (or hub id) to count tokens and make --input-tokens exact",
+    "input_tokens": "synthetic prompts of this length: 128, uniform:64,256, normal:512,128, lognormal:...",
+    "output_tokens": "max_tokens drawn per request from this length distribution",
+    "ignore_eos": "on or off: with --output-tokens, send ignore_eos and min_tokens (default on)",
+    "slo": "METRIC=MS, repeatable: ttft_ms, tpot_ms, latency_ms, itl_p99_ms (goodput)",
 }
 
 
@@ -48,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--host", dest="host", default=argparse.SUPPRESS, help=BY_NAME["host"].help)
     for name in REQUEST_FIELDS:
         target.add_argument(flag_of(name), dest=name, default=argparse.SUPPRESS, help=REQUEST_HELP[name],
-                            **({"action": "append"} if name == "header" else {}))
+                            **({"action": "append"} if name in REPEATABLE_FIELDS else {}))
     service = p.add_argument_group("the bundled service (without --host)")
     service.add_argument("--port", default=argparse.SUPPRESS, help="loopback port to serve on (default 3000)")
     service.add_argument("--model", type=Path, default=argparse.SUPPRESS,
@@ -138,8 +146,11 @@ def check_endpoint(spec: LoadSpec) -> None:
 
     defaults = {"preset": None, "model_name": None, "method": None, "path": None, "payload": None, "batch_size": "1",
                 "header": [], "expect_status": None, "expect_field": None, "input_name": "text",
-                "max_tokens": str(DEFAULT_MAX_TOKENS)}
-    EndpointSpec.from_options(argparse.Namespace(**{**defaults, **spec.request}))
+                "max_tokens": str(DEFAULT_MAX_TOKENS), "seed": spec.seed}
+    request = dict(spec.request)
+    if isinstance(request.get("slo"), dict):
+        request["slo"] = [f"{k}={v}" for k, v in request["slo"].items()]
+    EndpointSpec.from_options(argparse.Namespace(**{**defaults, **request}))
 
 
 def main(argv=None) -> int:

@@ -32,7 +32,7 @@ from burstbench.locustfiles.recording import FLUSH_EVERY_S, ITL_KEY, RowBuffer, 
 from burstbench.locustfiles.run_info import build_record, environment_facts
 from burstbench.locustfiles.run_plan import RunPlan, Target, recorded_spec
 from burstbench.locustfiles.stream_target import stream_of
-from burstbench.record import write_record
+from burstbench.record import ITL_FILE, ROWS_FILE, write_record
 from burstbench.locustfiles.texts import TextSubset
 
 _EPOCH_OFFSET_S = time.time() - time.perf_counter()  # the clock of closed-loop rows (no dispatcher)
@@ -67,6 +67,7 @@ class Run:
         self.coordinator = None
         self.next_think_index = 0
         self.latencies_ms: list[float] = []
+        self.ttft_ms: list[float] = []  # ok streamed rows' (the master's: every worker's)
         self.lateness_ms: list[float] = []   # the master's: every worker's rows' lateness (as reported)
         self.started_epoch: float | None = None
         self.quit_requested = False
@@ -251,6 +252,8 @@ class Run:
         self.monitor.note_send(row["lateness_ms"], bool(row["claim_late_ms"]))
         if row["ok"]:
             self.latencies_ms.append(latency_ms)
+            if row.get("ttft_ms", "") != "":
+                self.ttft_ms.append(row["ttft_ms"])
 
     # -- progress and bookkeeping -------------------------------------------------------
     def interrupt(self):
@@ -329,6 +332,9 @@ class Run:
         self.write_run_json(status="complete" if complete else "interrupted")
         print(self.progress(), file=sys.stderr)
         print(f"[burstbench] {self.summary_line()}", file=sys.stderr)
+        goodput = self.goodput_line()
+        if goodput is not None:
+            print(f"[burstbench] {goodput}", file=sys.stderr)
         for line in self.generator_verdict:
             print(f"[burstbench] {line}", file=sys.stderr)
         print(f"[burstbench] results: {self.run_dir}", file=sys.stderr, flush=True)
@@ -357,11 +363,27 @@ class Run:
         if self.latencies_ms:
             p50, p95, p99 = np.percentile(self.latencies_ms, [50, 95, 99])
             line += f"; service latency p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms (exact, ok requests)"
+        if self.ttft_ms:
+            t50, t99 = np.percentile(self.ttft_ms, [50, 99])
+            line += f"; TTFT p50 {t50:.1f} ms, p99 {t99:.1f} ms"
         lateness = self.sent_lateness_ms()
         if len(lateness) and self.plan.pacing == "arrival":
             late50, late99 = np.percentile(lateness, [50, 99])
             line += f"; send lateness p50 {late50:.3f} ms, p99 {late99:.3f} ms"
         return line
+
+    def goodput_line(self) -> str | None:
+        """Goodput under the run's --slo, from the files just written (every row, failed ones included)."""
+        slos = getattr(self.target, "slo", None)
+        if not slos or not self.rows.rows:
+            return None
+        import pandas as pd
+
+        from burstbench.analysis.slo import goodput, goodput_line
+
+        itl_path = self.run_dir / ITL_FILE
+        itl = pd.read_csv(itl_path) if itl_path.is_file() else None
+        return goodput_line(goodput(pd.read_csv(self.run_dir / ROWS_FILE), itl, slos))
 
     def _final_locust_csv(self):
         """Locust rewrites its CSVs every 2 s; write the final state so they match the rows."""

@@ -132,6 +132,8 @@ class Coordinator:
             self.run.lateness_ms.append(row["lateness_ms"])
             if row["ok"]:
                 self.run.latencies_ms.append(row["latency_ms"])
+                if row.get("ttft_ms", "") != "":
+                    self.run.ttft_ms.append(row["ttft_ms"])
         self.run.worker_samples.extend(report.get("generator", []))
         share.started = report["started"]
         share.message_delay_ms = report.get("message_delay_ms")
