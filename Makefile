@@ -158,6 +158,14 @@ bench-generator: install nginx tcpdump
 	  $(if $(GEN_RATES),--rates $(GEN_RATES) --arrivals $(GEN_ARRIVALS) --processes $(GEN_PROCESSES) --step-seconds $(GEN_STEP_SECONDS)) \
 	  --dispatchers $(GEN_DISPATCHERS) --peers $(GEN_PEERS) --seed $(SEED)
 
+# Streaming cross-check (issue 14): AIPerf (own venv under build/) and burstbench at the same Poisson rate against
+# transformers serve with the untrained tiny GPT-2 on CPU; TTFT and ITL medians side by side, differences explained.
+# make bench-streaming [STREAM_RATE=4] [STREAM_REQUESTS=200]
+.PHONY: bench-streaming
+bench-streaming: install
+	$(BB) bench-streaming $(if $(STREAM_RATE),--rate $(STREAM_RATE)) $(if $(STREAM_REQUESTS),--requests $(STREAM_REQUESTS)) \
+	  --seed $(SEED)
+
 # Generated malformed traffic (schemathesis) against the service's own OpenAPI schema; zero 5xx is the target.
 # FUZZ_URL=http://host:port fuzzes a running service; otherwise the tiny model's own server is started.
 FUZZ_CASES ?= 500

@@ -1,6 +1,7 @@
 """``burstbench``: turn results folders into tables, figures and reports.
 
     burstbench report results/<run>                 # report/ in the run folder: md, html, csv, png
+    burstbench report results/<run> --slo ttft_ms=500 --slo tpot_ms=50   # goodput under these SLOs
     burstbench report --latest
     burstbench compare results/<a> results/<b> ... [--baseline results/<a>] [--out DIR]
     burstbench summary results/<run>                # the short p50/p95/p99 table
@@ -18,6 +19,11 @@ from pathlib import Path
 from .runs import RunError
 
 
+SLO_HELP = ("an SLO to judge goodput by, repeatable: ttft_ms, tpot_ms, latency_ms, itl_p<NN>_ms or itl_max_ms "
+            "= a bound in ms, e.g. --slo ttft_ms=500 --slo tpot_ms=50 (default: the SLOs in run.json; any --slo "
+            "replaces them all)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="burstbench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -27,10 +33,13 @@ def main(argv=None) -> int:
         s.add_argument("run", nargs="?", help="results folder")
         s.add_argument("--latest", action="store_true", help="use the newest folder under --results-dir")
         s.add_argument("--results-dir", default="results")
+        if name == "report":
+            s.add_argument("--slo", action="append", default=None, metavar="METRIC=MS", help=SLO_HELP)
     c = sub.add_parser("compare", help="compare runs (scenarios, variants, pacings) side by side")
     c.add_argument("runs", nargs="+", help="results folders")
     c.add_argument("--baseline", default=None, help="the run the others are compared with (default: the first)")
     c.add_argument("--out", type=Path, default=None, help="output folder (default results/compare-<UTC time>)")
+    c.add_argument("--slo", action="append", default=None, metavar="METRIC=MS", help=SLO_HELP)
     g = sub.add_parser("paper-gaps", help="drawn gaps of the three scenarios beside the paper's and the theory")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--n", type=int, default=1000)
@@ -67,17 +76,21 @@ def _run(parser, args) -> int:
             print(summary(run_dir))
             return 0
         from .report import report
+        from .slo import parse_slos
 
+        slos = parse_slos(args.slo)  # checked before anything is written
         print(summary(run_dir))
-        files = report(run_dir)
+        files = report(run_dir, slos)
         print(f"\n{files['verdict']}\nreport: {files['markdown']}\n        {files['html']}\n"
               f"tables and figures: {files['folder']}/")
         return 0
     if args.command == "compare":
         from .compare_report import write_comparison
+        from .slo import parse_slos
 
+        slos = parse_slos(args.slo)
         out = args.out or Path("results") / f"compare-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
-        text, files = write_comparison(args.runs, out, baseline=args.baseline)
+        text, files = write_comparison(args.runs, out, baseline=args.baseline, slos=slos)
         print(text)
         print(f"written: {', '.join(str(f) for f in files)}")
         return 0

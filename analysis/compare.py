@@ -6,7 +6,11 @@ Pure functions compute DataFrames; ``format_comparison`` and ``compare_figure`` 
 - ``comparison_table``: one row per run, exact p50/p95/p99 and min/avg/max of service latency (ms).
 - ``paper_layout``: the same numbers pivoted like the paper's Tables 3-4 (columns = scenario x statistic).
 - ``baseline_deltas``: per run and quantile, the difference from a baseline with a bootstrap 95% CI,
-  the speed-up ratio, and a Mann-Whitney U p-value of the whole latency distributions.
+  the speed-up ratio, and a Mann-Whitney U p-value of the whole latency distributions (or of another
+  measure: ``measure="ttft_ms"``, ``"tpot_ms"``, ``"itl_ms"``).
+- ``streaming_table`` / ``streaming_deltas``: the same for TTFT, TPOT and ITL when every run streamed.
+- ``goodput_deltas``: each run's goodput under one set of SLOs against the baseline's, the difference with
+  Newcombe's hybrid score 95% CI (two Wilson intervals combined) and Fisher's exact test.
 """
 from __future__ import annotations
 
@@ -202,8 +206,23 @@ def _bootstrap_sample(values: np.ndarray, rng: np.random.Generator) -> np.ndarra
     return rng.choice(values, size=MAX_BOOTSTRAP_VALUES, replace=False)
 
 
+STREAMING_MEASURES = ("ttft_ms", "tpot_ms", "itl_ms")  # itl_ms: every gap of itl.csv
+
+
+def measure_values(run: RunFolder, measure: str = "latency_ms") -> np.ndarray:
+    """One measure over the ok requests, in ms, NaNs dropped: a row column, or ``itl_ms`` (every gap)."""
+    if measure == "itl_ms":
+        from .streaming import load_itl, ok_itl_ms
+
+        return ok_itl_ms(run, load_itl(run))
+    if measure not in run.rows.columns:
+        raise ValueError(f"measure {measure!r}: run {run.name} has no such column")
+    values = pd.to_numeric(run.ok_rows[measure], errors="coerce").to_numpy(dtype=float)
+    return values[~np.isnan(values)]
+
+
 def baseline_deltas(runs: Sequence[RunFolder], baseline, quantiles: Sequence[float] = (0.5, 0.95, 0.99),
-                    n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+                    n_resamples: int = 2000, seed: int = 0, measure: str = "latency_ms") -> pd.DataFrame:
     """Each non-baseline run against the baseline, one row per quantile.
 
     ``baseline`` is a RunFolder (added to ``runs`` if absent), an index into ``runs``, or a label or folder
@@ -211,6 +230,7 @@ def baseline_deltas(runs: Sequence[RunFolder], baseline, quantiles: Sequence[flo
     difference run - baseline with a bootstrap 95% CI (``scipy.stats.bootstrap``, two independent
     samples, percentile method), the speed-up baseline/run (above 1: the run is faster), and the
     two-sided Mann-Whitney U p-value of the whole distributions (the same for every quantile of a run).
+    ``measure``: service latency by default; ``ttft_ms``, ``tpot_ms`` or ``itl_ms`` (``measure_values``).
 
     The CI uses the percentile method, not scipy's default BCa: BCa's acceleration comes from the
     jackknife, which is inconsistent for sample quantiles. Runs with more than 2000 ok requests
@@ -225,7 +245,7 @@ def baseline_deltas(runs: Sequence[RunFolder], baseline, quantiles: Sequence[flo
     runs, base_i = _find_baseline(runs, baseline)
     labels = describe_differences(runs)["label"].tolist()
     base = runs[base_i]
-    base_all = base.ok_rows["latency_ms"].to_numpy(dtype=float)
+    base_all = measure_values(base, measure)
     streams = np.random.SeedSequence(seed).spawn(len(runs))  # one stream per run position
     base_sample = _bootstrap_sample(base_all, np.random.default_rng(streams[base_i]))
 
@@ -236,7 +256,7 @@ def baseline_deltas(runs: Sequence[RunFolder], baseline, quantiles: Sequence[flo
     for i, run in enumerate(runs):
         if i == base_i:
             continue
-        values = run.ok_rows["latency_ms"].to_numpy(dtype=float)
+        values = measure_values(run, measure)
         rng = np.random.default_rng(streams[i])
         sample = _bootstrap_sample(values, rng)
         nan = np.full(qs.size, np.nan)
@@ -275,7 +295,6 @@ def baseline_deltas(runs: Sequence[RunFolder], baseline, quantiles: Sequence[flo
     return pd.DataFrame.from_records(records, columns=columns)
 
 
-# ----------------------------------------------------------------------------------------------- output
 def compare_figure(runs: Sequence[RunFolder], path: str | Path) -> Path:
     """ECDF of service latency (ok requests) on a log x axis, one line per run label, with p50 (circle)
     and p99 (triangle) marked. Writes a PNG and closes the figure."""
@@ -314,6 +333,18 @@ def _fmt(value, spec: str) -> str:
     return "n/a" if pd.isna(value) else format(value, spec)
 
 
+def delta_columns(deltas: pd.DataFrame) -> dict:
+    """The shown columns of a ``baseline_deltas`` table: run, quantile, both values, the difference and its CI."""
+    return {
+        "run": deltas["run"], "quantile": deltas["quantile"],
+        "baseline_ms": deltas["baseline_ms"].map(lambda v: _fmt(v, ".1f")),
+        "run_ms": deltas["run_ms"].map(lambda v: _fmt(v, ".1f")),
+        "diff_ms": deltas["diff_ms"].map(lambda v: _fmt(v, "+.1f")),
+        "95% CI": [("n/a" if pd.isna(lo) or pd.isna(hi) else f"[{lo:+.1f}, {hi:+.1f}]")
+                   for lo, hi in zip(deltas["ci_low_ms"], deltas["ci_high_ms"])],
+    }
+
+
 def format_comparison(table: pd.DataFrame, deltas: pd.DataFrame | None = None) -> str:
     """Both tables for the terminal: ms with 1 decimal, rates and speed-ups with 2, p-values in
     scientific notation (1 decimal would print 0.0 for every significant result); NaN as "n/a"."""
@@ -328,12 +359,7 @@ def format_comparison(table: pd.DataFrame, deltas: pd.DataFrame | None = None) -
     if deltas.empty:
         return text + "\n\nno runs besides the baseline to compare"
     d = pd.DataFrame({
-        "run": deltas["run"], "quantile": deltas["quantile"],
-        "baseline_ms": deltas["baseline_ms"].map(lambda v: _fmt(v, ".1f")),
-        "run_ms": deltas["run_ms"].map(lambda v: _fmt(v, ".1f")),
-        "diff_ms": deltas["diff_ms"].map(lambda v: _fmt(v, "+.1f")),
-        "95% CI": [("n/a" if pd.isna(lo) or pd.isna(hi) else f"[{lo:+.1f}, {hi:+.1f}]")
-                   for lo, hi in zip(deltas["ci_low_ms"], deltas["ci_high_ms"])],
+        **delta_columns(deltas),
         "speedup": deltas["speedup"].map(lambda v: _fmt(v, ".2f")),
         "mannwhitney_p": deltas["mannwhitney_p"].map(lambda v: _fmt(v, ".1e")),
         "note": deltas["note"],

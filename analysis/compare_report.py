@@ -7,11 +7,18 @@ from pathlib import Path
 
 from .compare import (RESPONSE_STATS, baseline_deltas, compare_figure, comparison_table, describe_differences,
                       format_comparison, paper_layout)
+from .compare_streaming import (all_streaming, format_goodput, format_streaming, goodput_deltas, streaming_deltas,
+                                streaming_table)
 from .runs import RunError, load_run
+from .slo import describe_slos, run_slos
 
 
-def write_comparison(run_paths, out: Path, baseline=None) -> tuple[str, list[Path]]:
-    """Load the runs, compare them against the baseline (default: the first) and write the files."""
+def write_comparison(run_paths, out: Path, baseline=None, slos: dict[str, float] | None = None) -> tuple[str, list[Path]]:
+    """Load the runs, compare them against the baseline (default: the first) and write the files.
+
+    When every run streamed: TTFT, TPOT and ITL too. Goodput when there are SLOs: ``slos`` (the --slo
+    flags), else the baseline's run.json ``slo``; every run is judged by that one set.
+    """
     runs = [load_run(p) for p in run_paths]
     if len(runs) < 2 and baseline is None:
         raise RunError("compare needs at least two results folders")
@@ -33,12 +40,23 @@ def write_comparison(run_paths, out: Path, baseline=None) -> tuple[str, list[Pat
             tables["table4_response_time"] = paper_layout(runs, RESPONSE_STATS)
         except ValueError as err:
             tables["paper_layout_note"] = facts.assign(note=str(err))[["note"]]
+    extra_text = []
+    if all_streaming(runs):
+        stream_table, stream_deltas = streaming_table(runs), streaming_deltas(runs, base_index)
+        tables["streaming"] = stream_table
+        tables["streaming_deltas"] = stream_deltas.set_index(["measure", "run", "quantile"])
+        extra_text.append(format_streaming(stream_table, stream_deltas))
+    judged_by = run_slos(runs[base_index].record, slos)
+    if judged_by:
+        good = goodput_deltas(runs, base_index, judged_by)
+        tables["goodput_deltas"] = good.set_index("run")
+        extra_text.append(format_goodput(good, describe_slos(judged_by)))
     figure = compare_figure(runs, out / "compare_ecdf.png")
     written = []
     for name, frame in tables.items():
         frame.to_csv(out / f"{name}.csv")
         written.append(out / f"{name}.csv")
-    text = format_comparison(table, deltas)
+    text = "\n\n".join([format_comparison(table, deltas), *extra_text])
     md_lines = ["# Comparison", "", "```", text, "```", ""]
     for name, frame in tables.items():
         md_lines += [f"## {name}", "", frame.to_markdown(floatfmt=".4g"), ""]

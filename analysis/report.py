@@ -40,7 +40,10 @@ class Section:
     csv: dict[str, pd.DataFrame] = field(default_factory=dict)  # numeric versions of formatted tables
 
 
-def build_sections(run: RunFolder, out: Path) -> list[Section]:
+def build_sections(run: RunFolder, out: Path, slos: dict[str, float] | None = None) -> list[Section]:
+    """Every section in order. ``slos``: judge goodput by these instead of run.json's ``slo``."""
+    from .streaming import extra_sections  # streaming and goodput sections: only runs that have them
+
     facts = run_facts(run)
     dist = declared_process(run) if has_declared_process(run) else None
     status = run.record.status or "unknown"
@@ -105,6 +108,7 @@ def build_sections(run: RunFolder, out: Path) -> list[Section]:
         Section("Latency (Tables 3-4)", latency_text,
                 tables=[("latency", shown)] + ([("locust_percentiles", locust)] if locust is not None else []),
                 figures=[figures["latency"]], csv={"latency": lat}),
+        *extra_sections(run, out, slos),
         fidelity_section(run, dist, fid, late, out),
         Section("Batching", "Batch sizes the service reported for successful requests.",
                 tables=[("batch_sizes", batches.to_frame())]),
@@ -238,12 +242,15 @@ def to_html(run: RunFolder, sections: list[Section]) -> str:
             f"{html.escape(run.name)}</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 
 
-def report(path: str | Path) -> dict[str, Path]:
-    """Write the report into RUN/report/ and return the main files."""
+def report(path: str | Path, slos: dict[str, float] | None = None) -> dict[str, Path]:
+    """Write the report into RUN/report/ and return the main files.
+
+    ``slos`` (from ``slo.parse_slos``): judge goodput by these instead of the SLOs run.json recorded.
+    """
     run = load_run(path)
     out = run.path / REPORT_DIR
     out.mkdir(exist_ok=True)
-    sections = build_sections(run, out)
+    sections = build_sections(run, out, slos)
     for s in sections:
         for name, table in s.tables:
             s.csv.get(name, table).to_csv(out / f"{name}.csv")

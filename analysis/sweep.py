@@ -5,10 +5,15 @@ one record per step: batching, process, offered rate, run folder) and one ordina
 per step. Everything here is computed from those files:
 
     burstbench sweep-report results/<UTC>-sweep [--slo-p99-ms 500]
+    burstbench sweep-report results/<UTC>-sweep --slo latency_ms=300 --goodput-target 0.99
 
 Which p99 decides the SLO: the schedule-corrected one (from the *scheduled* send time), with
 failed requests counted as over the bound. It is what an open-loop client waits; service latency
 from the actual send hides the time a request spent waiting for a free sender.
+
+Besides the p99 criterion, a sweep given SLOs (``--slo``, see ``analysis.slo``) finds the highest rate per
+process whose goodput (share of ALL requests, failed ones included, meeting every SLO) stays at or above
+``--goodput-target`` (default 0.99): the point estimate decides, as the p99's does; its exact CI is shown.
 
 A step is *valid* (MLPerf server scenario style) when it completed, sent at least
 ``min_requests`` and its schedule lasted at least ``min_duration_s``; invalid steps are shown
@@ -25,8 +30,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from burstbench.slo import DEFAULT_GOODPUT_TARGET, parse_goodput_target  # noqa: F401 (the sweep's flag)
+
 from .latency import percentile_cis
 from .runs import RunError, load_run
+from .slo import describe_slos, goodput, parse_slos
 
 SWEEP_FILE = "sweep.json"
 STEP_COLUMNS = ("batching", "process", "kind", "step", "offered_rps", "rho", "scheduled_rps", "achieved_rps",
@@ -35,6 +43,7 @@ STEP_COLUMNS = ("batching", "process", "kind", "step", "offered_rps", "rho", "sc
                 "corr_p99_ci_low", "corr_p99_ci_high", "corr_mean_ms", "kingman_ms", "slo_p99_ms",
                 "lateness_p50_ms", "lateness_p99_ms", "lateness_max_ms", "batch_mean",
                 "counts_add_up", "valid", "meets_slo", "saturated", "run")
+GOODPUT_COLUMNS = ("goodput", "goodput_ci_low", "goodput_ci_high", "good_per_s", "meets_goodput")  # with SLOs
 
 
 # -- queueing math ----------------------------------------------------------------------
@@ -142,6 +151,13 @@ def step_metrics(run_dir: str | Path, record: dict, plan: dict, service: dict | 
     row["valid"] = (run.record.complete and not run.partial and len(rows) >= plan["min_requests"]
                     and duration_s >= plan["min_duration_s"])
     row["meets_slo"] = bool(row["valid"] and row["slo_p99_ms"] <= plan["slo_p99_ms"])
+    if plan.get("slo"):  # sweep.json from before goodput has no "slo"
+        from .streaming import load_itl
+
+        result = goodput(rows, load_itl(run), plan["slo"])
+        row.update(goodput=result["fraction"], goodput_ci_low=result["fraction_ci"][0],
+                   goodput_ci_high=result["fraction_ci"][1], good_per_s=result["rate_per_s"])
+        row["meets_goodput"] = bool(row["valid"] and result["fraction"] >= plan["goodput_target"])
     failed_share = row["failed"] / max(1, len(rows))
     row["saturated"] = bool(failed_share > plan["max_failed_share"] or not achieved_rps >= plan["saturation_ratio"] * scheduled_rps)
     return row
@@ -163,11 +179,25 @@ def load_sweep(sweep_dir: str | Path) -> dict:
         raise RunError(f"{path}: not valid JSON ({err})") from None
 
 
-def steps_table(sweep_dir: str | Path, slo_p99_ms: float | None = None) -> pd.DataFrame:
-    """Every step of the sweep (probe steps included, kind 'probe'), in the order they ran."""
+def goodput_plan(plan: dict, slos: dict[str, float] | None = None, goodput_target: float | None = None) -> dict:
+    """The plan's SLOs and goodput target, with ``slos`` and ``goodput_target`` (the report's flags) in
+    their place when given; a sweep.json from before goodput has neither (no SLOs)."""
+    plan = dict(plan)
+    plan["slo"] = dict(slos) if slos else parse_slos(plan.get("slo"), source="sweep.json slo:")
+    plan["goodput_target"] = float(goodput_target if goodput_target is not None
+                                   else plan.get("goodput_target") or DEFAULT_GOODPUT_TARGET)
+    return plan
+
+
+def steps_table(sweep_dir: str | Path, slo_p99_ms: float | None = None, slos: dict[str, float] | None = None,
+                goodput_target: float | None = None) -> pd.DataFrame:
+    """Every step of the sweep (probe steps included, kind 'probe'), in the order they ran.
+
+    With SLOs (``slos``, else the plan's) the GOODPUT_COLUMNS follow the others.
+    """
     sweep_dir = Path(sweep_dir)
     sweep = load_sweep(sweep_dir)
-    plan = dict(sweep["plan"])
+    plan = goodput_plan(sweep["plan"], slos, goodput_target)
     if slo_p99_ms is not None:
         plan["slo_p99_ms"] = slo_p99_ms
     rows = []
@@ -178,15 +208,16 @@ def steps_table(sweep_dir: str | Path, slo_p99_ms: float | None = None) -> pd.Da
         rows.append(step_metrics(sweep_dir / record["run_dir"], record, plan, service))
     if not rows:
         raise RunError(f"{sweep_dir}: no step has a run folder yet")
-    return pd.DataFrame(rows, columns=list(STEP_COLUMNS))
+    return pd.DataFrame(rows, columns=list(STEP_COLUMNS) + (list(GOODPUT_COLUMNS) if plan["slo"] else []))
 
 
-def slo_capacity(steps: pd.DataFrame, slo_p99_ms: float) -> pd.DataFrame:
-    """Per batching and process: the highest offered rate meeting the SLO.
+def _highest_passing(steps: pd.DataFrame, passes, bound: dict, at_capacity) -> pd.DataFrame:
+    """Per batching and process: the highest offered rate whose step ``passes``.
 
     Valid steps only, in increasing rate; the capacity is the last passing step before the first
     failing one (a lucky pass above a failure does not count, as in MLPerf's search for the
     highest passing rate under a monotone load). ``first_failing_rps`` brackets it from above.
+    ``bound``: columns naming the criterion; ``at_capacity(step)``: how the capacity step fared.
     """
     out = []
     measured = steps[steps["kind"] == "step"]
@@ -195,17 +226,32 @@ def slo_capacity(steps: pd.DataFrame, slo_p99_ms: float) -> pd.DataFrame:
         capacity, at = float("nan"), None
         first_fail = float("nan")
         for _, step in valid.iterrows():
-            if step["slo_p99_ms"] <= slo_p99_ms:
+            if passes(step):
                 capacity, at = float(step["offered_rps"]), step
             else:
                 first_fail = float(step["offered_rps"])
                 break
-        out.append({"batching": batching, "process": process, "slo_p99_ms_bound": slo_p99_ms,
-                    "capacity_rps": capacity, "first_failing_rps": first_fail,
-                    "corr_p99_ms_at_capacity": float(at["slo_p99_ms"]) if at is not None else float("nan"),
+        out.append({"batching": batching, "process": process, **bound, "capacity_rps": capacity,
+                    "first_failing_rps": first_fail,
+                    **{k: float(at[column]) if at is not None else float("nan") for k, column in at_capacity.items()},
                     "rho_at_capacity": float(at["rho"]) if at is not None else float("nan"),
                     "valid_steps": int(len(valid)), "invalid_steps": int(len(group) - len(valid))})
     return pd.DataFrame(out)
+
+
+def slo_capacity(steps: pd.DataFrame, slo_p99_ms: float) -> pd.DataFrame:
+    """Per batching and process: the highest offered rate whose schedule-corrected p99 meets the bound."""
+    return _highest_passing(steps, lambda step: step["slo_p99_ms"] <= slo_p99_ms, {"slo_p99_ms_bound": slo_p99_ms},
+                            {"corr_p99_ms_at_capacity": "slo_p99_ms"})
+
+
+def goodput_capacity(steps: pd.DataFrame, target: float, slos: dict[str, float]) -> pd.DataFrame:
+    """Per batching and process: the highest offered rate whose goodput under ``slos`` is >= ``target``
+    (steps_table's ``goodput`` column: share of all requests meeting every SLO; the point estimate decides)."""
+    return _highest_passing(steps, lambda step: step["goodput"] >= target,
+                            {"slos": describe_slos(slos), "goodput_target": target},
+                            {"goodput_at_capacity": "goodput", "goodput_ci_low_at_capacity": "goodput_ci_low",
+                             "good_per_s_at_capacity": "good_per_s"})
 
 
 def capacity_pivot(capacity: pd.DataFrame) -> pd.DataFrame:
@@ -291,25 +337,49 @@ SHOWN = {"batching": "batching", "process": "process", "kind": "kind", "offered_
          "saturated": "saturated"}
 
 
+GOODPUT_SHOWN = {"goodput": "goodput", "good_per_s": "good/s", "meets_goodput": "goodput met"}
+
+
 def _shown(steps: pd.DataFrame) -> pd.DataFrame:
-    shown = steps[list(SHOWN)].rename(columns=SHOWN)
+    names = {**SHOWN, **(GOODPUT_SHOWN if "goodput" in steps.columns else {})}
+    shown = steps[list(names)].rename(columns=names)
+    if "goodput" in shown.columns:  # a share near 1: 1.0 would hide a 0.995
+        shown["goodput"] = shown["goodput"].map(lambda v: "n/a" if pd.isna(v) else f"{v:.4f}")
     for column in shown.columns:
         if shown[column].dtype.kind == "f":
             shown[column] = shown[column].map(lambda v: "n/a" if pd.isna(v) else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}")
     return shown
 
 
-def write_sweep_report(sweep_dir: str | Path, slo_p99_ms: float | None = None) -> tuple[str, list[Path]]:
-    """steps.csv/md, capacity.csv/md and latency_vs_load.png into the sweep folder; the text printed."""
+def write_sweep_report(sweep_dir: str | Path, slo_p99_ms: float | None = None, slos: dict[str, float] | None = None,
+                       goodput_target: float | None = None) -> tuple[str, list[Path]]:
+    """steps.csv/md, capacity.csv/md and latency_vs_load.png into the sweep folder; the text printed.
+
+    With SLOs (``slos``, else the plan's): also the capacity at the goodput target, goodput_capacity.csv.
+    """
     sweep_dir = Path(sweep_dir)
     sweep = load_sweep(sweep_dir)
     slo = float(slo_p99_ms if slo_p99_ms is not None else sweep["plan"]["slo_p99_ms"])
-    steps = steps_table(sweep_dir, slo)
+    judged = goodput_plan(sweep["plan"], slos, goodput_target)
+    steps = steps_table(sweep_dir, slo, judged["slo"], judged["goodput_target"])
     capacity = slo_capacity(steps, slo)
     pivot = capacity_pivot(capacity)
     files = [sweep_dir / "steps.csv", sweep_dir / "steps.md", sweep_dir / "capacity.csv", sweep_dir / "capacity.md"]
     steps.to_csv(files[0], index=False, float_format="%.3f")
     capacity.to_csv(files[2], index=False, float_format="%.3f")
+    goodput_md = goodput_text = ""
+    if judged["slo"]:
+        target, slos_text = judged["goodput_target"], describe_slos(judged["slo"])
+        by_goodput = goodput_capacity(steps, target, judged["slo"])
+        files.append(sweep_dir / "goodput_capacity.csv")
+        by_goodput.to_csv(files[-1], index=False, float_format="%.4f")
+        goodput_rule = (f"Goodput: share of all requests (failed ones included) meeting {slos_text}; capacity = "
+                        f"the highest valid step with goodput >= {target:g} below the first that falls short.")
+        goodput_md = (f"\n## Capacity at goodput >= {target:g}\n\n{goodput_rule}\n\n"
+                      + capacity_pivot(by_goodput).to_markdown() + "\n\n"
+                      + by_goodput.to_markdown(index=False, floatfmt=".4g") + "\n")
+        goodput_text = (f"\ncapacity at goodput >= {target:g} ({slos_text}), req/s:\n"
+                        + capacity_pivot(by_goodput).to_string() + "\n")
     plan = sweep["plan"]
     service_lines = [f"- batching {b}: E[S] {s['mean_ms']:.2f} ms, Var[S] {s['var_ms2']:.2f} ms², cs² {s['cs2']:.3f}, "
                      f"1/E[S] {s['capacity_rps']:.1f} req/s ({s['samples']} requests"
@@ -324,12 +394,12 @@ def write_sweep_report(sweep_dir: str | Path, slo_p99_ms: float | None = None) -
                 "E[S] + rho/(1-rho)(ca²+cs²)/2 E[S].\n\n" + _shown(steps).to_markdown(index=False) + "\n")
     files[1].write_text(steps_md)
     capacity_md = (f"# Capacity at the SLO: {sweep_dir.name}\n\n{rules}\n\n" + pivot.to_markdown() + "\n\n"
-                   + capacity.to_markdown(index=False, floatfmt=".1f") + "\n")
+                   + capacity.to_markdown(index=False, floatfmt=".1f") + "\n" + goodput_md)
     files[3].write_text(capacity_md)
     files.append(sweep_figure(steps, sweep, slo, sweep_dir / "latency_vs_load.png"))
     text = (f"{rules}\nservice time at light load:\n" + "\n".join(service_lines) + "\n\nsteps (ms):\n"
             + _shown(steps).to_string(index=False) + f"\n\ncapacity at the SLO (p99 corrected <= {slo:g} ms), req/s:\n"
-            + pivot.to_string() + "\n")
+            + pivot.to_string() + "\n" + goodput_text)
     return text, files
 
 
@@ -338,6 +408,12 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep_dir", help="a sweep folder: results/<UTC>-sweep")
     p.add_argument("--slo-p99-ms", default=None, help="re-judge with another bound (default: the sweep's)")
+    p.add_argument("--slo", action="append", default=None, metavar="METRIC=MS",
+                   help="an SLO for the goodput criterion, repeatable: ttft_ms, tpot_ms, latency_ms, itl_p<NN>_ms or "
+                   "itl_max_ms = a bound in ms (default: the sweep's; any --slo replaces them all)")
+    p.add_argument("--goodput-target", default=None,
+                   help=f"capacity: the highest rate whose goodput stays >= this share, in (0, 1] (default: the "
+                   f"sweep's, else {DEFAULT_GOODPUT_TARGET:g})")
     args = p.parse_args(argv)
     try:
         slo = None
@@ -350,7 +426,9 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     try:
-        text, files = write_sweep_report(args.sweep_dir, slo)
+        slos = parse_slos(args.slo)
+        target = None if args.goodput_target is None else parse_goodput_target(args.goodput_target)
+        text, files = write_sweep_report(args.sweep_dir, slo, slos, target)
     except (RunError, ValueError) as err:
         print(f"burstbench sweep-report: {err}", file=sys.stderr)
         return 2

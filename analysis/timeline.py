@@ -126,10 +126,7 @@ def timeline_figure(run: RunFolder, path: str | Path, window_s: float | None = N
         ax_rate.step(edges_s, np.append(values, values[-1]), where="post", color=color, label=label)
     ax_rate.set_ylabel("per second")
     ax_rate.legend(fontsize=8, loc="upper left")
-    ax_lat.plot(x_s + width_s / 2, table["p50_ms"], marker=".", color="#4C72B0", label="p50")
-    ax_lat.plot(x_s + width_s / 2, table["p95_ms"], marker=".", color="#DD8452", label="p95")
-    ax_lat.set_ylabel("service latency (ms)")
-    ax_lat.legend(fontsize=8, loc="upper left")
+    percentile_lines(ax_lat, x_s + width_s / 2, table["p50_ms"], table["p95_ms"], "", "service latency (ms)")
     if generator is not None:
         _generator_panels(axes[2], axes[3], generator, float(run.rows["sent_epoch"].min()))
     axes[-1].set_xlabel(f"time since first send (s), {width_s:g} s windows by send time")
@@ -168,3 +165,11 @@ def _generator_panels(ax_cpu, ax_loop, generator: pd.DataFrame, first_sent_epoch
     ax_loop.set_yscale("log")
     ax_loop.set_ylabel("loop delay (ms)")
     ax_loop.legend(fontsize=7, loc="best", ncol=4)
+
+
+def percentile_lines(ax, x, p50, p95, what: str, ylabel: str) -> None:
+    """A windowed p50 and p95 as two marked lines (the timeline's latency panel, the streaming TTFT panel)."""
+    ax.plot(x, p50, marker=".", color="#4C72B0", label=f"{what} p50".strip())
+    ax.plot(x, p95, marker=".", color="#DD8452", label=f"{what} p95".strip())
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8, loc="upper left")

@@ -42,6 +42,9 @@ COMMANDS = {
     "bench-generator": Command("burstbench.experiments.bench_generator", (), "how precisely each dispatcher and "
                                "peer tool sends an arrival process, judged from a packet capture",
                                "burstbench bench-generator --cases exponential@200x4000 --peers none", "load"),
+    "bench-streaming": Command("burstbench.experiments.bench_streaming", (), "TTFT and inter-token latency beside "
+                               "AIPerf's, both against transformers serve with a tiny LLM at one Poisson rate",
+                               "burstbench bench-streaming --rate 4 --requests 200", "load"),
     "peers": Command("burstbench.experiments.peers", (), "run a peer load generator (AIPerf) from its own venv "
                      "under build/", "burstbench peers --peer aiperf --url http://127.0.0.1:8080 --rate 200 "
                      "--requests 400", "load"),

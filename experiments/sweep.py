@@ -53,6 +53,11 @@ def parse_args(argv):
     p.add_argument("--variant", default="onnx-fp32", help="served model variant (default onnx-fp32)")
     p.add_argument("--batching", default="on,off", help="on, off or on,off (default on,off)")
     p.add_argument("--slo-p99-ms", default="500", help="SLO bound on schedule-corrected p99 in ms (default 500)")
+    p.add_argument("--slo", action="append", default=None, metavar="METRIC=MS",
+                   help="an SLO for the goodput criterion, repeatable: ttft_ms, tpot_ms, latency_ms, itl_p<NN>_ms or "
+                   "itl_max_ms = a bound in ms, e.g. --slo latency_ms=300 (default: none, the p99 criterion only)")
+    p.add_argument("--goodput-target", default=None,
+                   help="with --slo: capacity is the highest rate whose goodput stays >= this share (default 0.99)")
     p.add_argument("--processes", default=",".join(SCENARIOS), help="arrival processes (default steady,moderate,extreme)")
     p.add_argument("--trace", default=None, help="a CSV of timestamps: sweep this trace instead of the processes")
     p.add_argument("--trace-column", default="timestamp", help="the trace's timestamp column (default timestamp)")
@@ -252,6 +257,8 @@ def sweep_batching(sweep: Sweep, batching: str, model: Path, plan: dict, interru
                     return 0  # an interrupted step is kept (analysed, marked invalid), never judged here
                 row = step_metrics(sweep.dir / record["run_dir"], record, plan, service)
                 verdict = "SLO met" if row["meets_slo"] else "SLO missed" if row["valid"] else "invalid step"
+                if plan["slo"]:
+                    verdict += f", goodput {row['goodput']:.4f}"
                 log(f"  -> achieved {row['achieved_rps']:.2f} req/s, corrected p99 {row['corr_p99_ms']:.0f} ms, "
                     f"failed {row['failed']}, lateness p99 {row['lateness_p99_ms']:.1f} ms, "
                     f"mean batch {row['batch_mean']:.2f}: {verdict}")

@@ -12,6 +12,8 @@ from burstbench.processes import check_port_free
 from burstbench.arrivals import SCENARIOS, ArrivalSchedule, scenario
 from burstbench.arrivals.traces import Trace
 from burstbench.locustfiles.flags import number
+from burstbench.slo import parse_slos
+from burstbench.slo import DEFAULT_GOODPUT_TARGET, parse_goodput_target
 
 MAX_FIND_N_TRIES = 12
 
@@ -54,11 +56,17 @@ def make_plan(args) -> dict:
             rates = None
         if not rates or any(not 0 < r < math.inf for r in rates):
             raise ValueError(f"--rates must be a comma-separated list of rates in req/s > 0, e.g. 2,4,8 (got {args.rates!r})")
+    slos = parse_slos(args.slo)
+    if args.goodput_target is not None and not slos:
+        raise ValueError(f"--goodput-target needs at least one --slo (got --goodput-target {args.goodput_target})")
     port = number("--port", args.port, int, "an integer in [1, 65535]", lambda v: 1 <= v <= 65535)
     check_port_free(port)
     plan = {
         "variant": args.variant, "batching": batching, "processes": processes, "rates": rates,
         "slo_p99_ms": _pos("--slo-p99-ms", args.slo_p99_ms),
+        "slo": slos,
+        "goodput_target": (DEFAULT_GOODPUT_TARGET if args.goodput_target is None
+                           else parse_goodput_target(args.goodput_target)),
         "grid_start": _pos("--grid-start", args.grid_start),
         "grid_factor": number("--grid-factor", args.grid_factor, float, "a number > 1", lambda v: 1 < v < math.inf),
         "max_steps": number("--max-steps", args.max_steps, int, "an integer in [1, 50]", lambda v: 1 <= v <= 50),

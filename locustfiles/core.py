@@ -32,7 +32,8 @@ from burstbench.locustfiles.recording import FLUSH_EVERY_S, ITL_KEY, RowBuffer, 
 from burstbench.locustfiles.run_info import build_record, environment_facts
 from burstbench.locustfiles.run_plan import RunPlan, Target, recorded_spec
 from burstbench.locustfiles.stream_target import stream_of
-from burstbench.record import ITL_FILE, ROWS_FILE, write_record
+from burstbench.record import write_record
+from burstbench.slo import goodput_line
 from burstbench.locustfiles.texts import TextSubset
 
 _EPOCH_OFFSET_S = time.time() - time.perf_counter()  # the clock of closed-loop rows (no dispatcher)
@@ -98,7 +99,7 @@ class Run:
         if role == "master":
             self.coordinator = Coordinator(self, environment.runner)
         self.run_dir = make_run_dir(plan.results_dir, plan.name, exact=plan.run_dir)
-        self.rows = RowRecorder(self.run_dir)
+        self.rows = RowRecorder(self.run_dir, getattr(target, "slo", None))
         self.flush_greenlet = gevent.spawn(self._flush_loop)
 
         # Locust's own outputs go into the run folder unless the user chose elsewhere.
@@ -373,17 +374,11 @@ class Run:
         return line
 
     def goodput_line(self) -> str | None:
-        """Goodput under the run's --slo, from the files just written (every row, failed ones included)."""
-        slos = getattr(self.target, "slo", None)
-        if not slos or not self.rows.rows:
+        """Goodput under the run's --slo: every row counts, failed ones included (they never meet)."""
+        rows = self.rows
+        if not getattr(rows, "slos", None) or not rows.rows:
             return None
-        import pandas as pd
-
-        from burstbench.analysis.slo import goodput, goodput_line
-
-        itl_path = self.run_dir / ITL_FILE
-        itl = pd.read_csv(itl_path) if itl_path.is_file() else None
-        return goodput_line(goodput(pd.read_csv(self.run_dir / ROWS_FILE), itl, slos))
+        return goodput_line(rows.good, rows.rows, rows.last_answer_epoch - rows.first_scheduled_epoch, rows.slos)
 
     def _final_locust_csv(self):
         """Locust rewrites its CSVs every 2 s; write the final state so they match the rows."""

@@ -12,6 +12,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+from burstbench.slo import request_meets
 from burstbench.record import ITL_COLUMNS, ITL_FILE, ROW_COLUMNS, ROWS_FILE  # the files' columns, declared once
 
 FLUSH_EVERY_S = 0.25
@@ -46,9 +47,17 @@ def make_run_dir(results_root: Path, name: str, exact: Path | None = None) -> Pa
 
 
 class RowRecorder:
-    """Appends rows line-buffered and keeps the counts that must add up: sent = ok + failed."""
+    """Appends rows line-buffered and keeps the counts that must add up: sent = ok + failed.
 
-    def __init__(self, run_dir: Path):
+    With ``slos`` it also counts the requests that met them all (``burstbench.slo.request_meets``) and the
+    span from the first scheduled send to the last answer: the closing line's goodput.
+    """
+
+    def __init__(self, run_dir: Path, slos: dict | None = None):
+        self.slos = slos or None
+        self.good = 0
+        self.first_scheduled_epoch = float("inf")
+        self.last_answer_epoch = float("-inf")
         self.path = Path(run_dir) / ROWS_FILE
         self._file = self.path.open("w", newline="", encoding="utf-8")
         self._writer = csv.writer(self._file)
@@ -70,6 +79,11 @@ class RowRecorder:
 
     def record(self, row: dict) -> None:
         gaps = row.pop(ITL_KEY, None)
+        if self.slos is not None:
+            self.good += request_meets(row, gaps, self.slos)
+            self.first_scheduled_epoch = min(self.first_scheduled_epoch, float(row["scheduled_epoch"]))
+            self.last_answer_epoch = max(self.last_answer_epoch,
+                                         float(row["sent_epoch"]) + float(row["latency_ms"]) / 1000)
         if gaps is not None:
             index = row["request_index"]
             self._itl_pending.extend((index, k, gap) for k, gap in enumerate(gaps, start=1))

@@ -3,6 +3,7 @@
     burstbench build-model [--size base|tiny] [--out DIR]      # and export every variant
     burstbench build-model --from CHECKPOINT_DIR_OR_HUB_ID --out DIR
     burstbench serve [--port 3000] [--model DIR] [--variant onnx-fp32] [--batching on|off]
+    burstbench build-llm [--size tiny|small] [--out DIR]              # an untrained causal LM for streaming tests
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from .inference import resolve_device
 from .models import VARIANTS, ExportError, export_variants, find_variant
 from .settings import ServiceSettings
 from .model_builder import DEFAULT_MODEL_DIR, DEFAULT_SEED, SHAPES, build_default_model, prepare_checkpoint
+from .llm_builder import DEFAULT_LLM_DIR, LLM_SHAPES, build_tiny_llm
 
 
 def main(argv=None) -> int:
@@ -31,6 +33,14 @@ def main(argv=None) -> int:
     b.add_argument("--max-length", type=int, default=128, help="tokens per text, in [8, 512]")
     b.add_argument("--force", action="store_true", help="rebuild even when an identical build exists")
     b.add_argument("--variants", default=",".join(VARIANTS), help="variants to export (default: all)")
+
+    g = sub.add_parser("build-llm", help="build an untrained causal LM (GPT-2 shape, no hub needed) for any "
+                       "OpenAI-compatible server")
+    g.add_argument("--out", type=Path, default=DEFAULT_LLM_DIR, help=f"model folder (default {DEFAULT_LLM_DIR})")
+    g.add_argument("--size", choices=sorted(LLM_SHAPES), default="tiny", help="tiny (about 1 MB) or small "
+                   "(GPT-2 small's shape); default tiny")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--force", action="store_true", help="rebuild even when an identical build exists")
 
     s = sub.add_parser("serve", help="serve the model in the foreground (bentoml serve)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
@@ -58,6 +68,14 @@ def main(argv=None) -> int:
         except (ValueError, ExportError) as err:
             print(f"burstbench build-model: {err}", file=sys.stderr)
             return 2
+        return 0
+
+    if args.command == "build-llm":
+        warnings.filterwarnings("ignore")
+        out = build_tiny_llm(args.out, args.size, args.seed, args.force)
+        print(f"model: untrained-gpt2-{args.size} in {out}; serve it with\n"
+              f"  HF_HUB_OFFLINE=1 transformers serve {out} --host 127.0.0.1 --port 8000 --device cpu\n"
+              f"and load it with --preset openai-chat --model-name {out}")
         return 0
 
     if not 1 <= args.port <= 65535:

@@ -35,6 +35,8 @@ def write_run(path, sent_epoch, scheduled_epoch=None, declared=TRUE, pacing="arr
         "truncated": 0, "label": "neutral", "think_s": think_s if think_s is not None else np.nan,
         "worker": 0, "e2e_latency_ms": latency_ms + 0.2, "claim_late_ms": 0.0, "new_connection": 0,
     })
+    for column in KNOWN_COLUMNS[len(rows.columns):]:  # the streaming columns: empty for a classifier's rows
+        rows[column] = ""
     assert tuple(rows.columns) == KNOWN_COLUMNS
     rows.to_csv(path / "requests.csv", index=False, float_format="%.6f")
     info = {"status": "complete", "scenario": "synthetic", "pacing": pacing,

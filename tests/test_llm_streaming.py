@@ -14,6 +14,8 @@ import pytest
 
 from burstbench.analysis.fidelity import fidelity_table
 from burstbench.analysis.runs import load_run
+from burstbench.analysis.slo import goodput
+from burstbench.analysis.streaming import load_itl
 from conftest import only_run_dir
 from servers.fixtures import fastapi_server, llm_server, run_http_locust  # noqa: F401 (fixtures)
 
@@ -39,17 +41,20 @@ def bursty_run(server, tmp_path, *flags: str, n: int = N, seed: int = 2) -> tupl
 @pytest.mark.parametrize("preset", ["openai-chat", "openai-completions"])
 @pytest.mark.parametrize("stream", ["on", "off"])
 def test_a_bursty_run_against_transformers_serve(llm_server, tmp_path, preset, stream):
+    slos = ("--slo", "ttft_ms=5000", "--slo", "itl_p90_ms=3") if stream == "on" else ("--slo", "latency_ms=10000")
     rows, info, out = bursty_run(llm_server, tmp_path, "--preset", preset, "--stream", stream,
-                                 "--max-tokens", str(MAX_TOKENS), "--slo", "ttft_ms=5000", "--slo", "latency_ms=10000")
+                                 "--max-tokens", str(MAX_TOKENS), *slos)
     run_dir = only_run_dir(tmp_path / "results")
+    # The closing line judged each request as it came; the report's analysis judges the files: they agree.
+    result = goodput(rows.replace("", np.nan).astype({"ok": int}), load_itl(load_run(run_dir)), info["slo"])
+    assert f"({result['good']} of {N} requests met" in out.stderr
     # The server's usage says how many tokens it generated: exactly max_tokens (its end of text is suppressed).
     assert (rows["token_source"] == "usage").all()
     assert (rows["output_tokens"].astype(int) == MAX_TOKENS).all()
     assert (rows["requested_output_tokens"].astype(int) == MAX_TOKENS).all()
     assert (rows["input_tokens"].astype(int) > 0).all()
     assert (rows["finish_reason"] == "length").all()
-    assert info["slo"] == {"ttft_ms": 5000.0, "latency_ms": 10000.0}
-    assert "goodput" in out.stderr
+    assert info["slo"] == ({"ttft_ms": 5000.0, "itl_p90_ms": 3.0} if stream == "on" else {"latency_ms": 10000.0})
     if stream == "on":
         ttft = rows["ttft_ms"].astype(float)
         assert (ttft > 0).all() and (ttft <= rows["latency_ms"].astype(float)).all()
@@ -118,6 +123,7 @@ def test_a_200_that_is_not_a_stream_is_invalid_stream(fastapi_server, tmp_path):
     (("--slo", "ttfft_ms=500"), "--slo ttfft_ms=500: unknown metric"),
     (("--slo", "ttft_ms=-5"), "--slo ttft_ms=-5"),
     (("--stream", "maybe"), "--stream must be on or off (got 'maybe')"),
+    (("--stream", "off", "--slo", "ttft_ms=500"), "--slo ttft_ms needs a streamed answer"),
     (("--output-tokens", "uniform:9,3"), "--output-tokens"),
 ])
 def test_bad_streaming_flags_are_one_line_before_any_traffic(fastapi_server, tmp_path, flags, message):
@@ -126,3 +132,30 @@ def test_bad_streaming_flags_are_one_line_before_any_traffic(fastapi_server, tmp
     assert out.returncode != 0
     assert message in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+@pytest.mark.parametrize("tokenizer", [False, True])
+def test_without_usage_tokens_are_counted_by_the_tokenizer_else_as_chunks(fastapi_server, llm_server, tmp_path,
+                                                                          tokenizer):
+    """The FastAPI server reports usage only when asked (--stream-usage off): the row says where counts came from."""
+    from burstbench.locustfiles.prompts import count_tokens, load_tokenizer
+
+    flags = ("--tokenizer", str(llm_server.model_dir)) if tokenizer else ()
+    rows, run_dir, out = failed_run(fastapi_server, tmp_path, 5, "--preset", "openai-chat", "--model-name", "m",
+                                    "--stream-usage", "off", *flags)
+    assert out.returncode == 0 and (rows["ok"] == 1).all(), out.stderr[-2000:]
+    expected = count_tokens(load_tokenizer(str(llm_server.model_dir)), "ok") if tokenizer else 1  # one chunk: "ok"
+    assert (rows["token_source"] == ("tokenizer" if tokenizer else "chunks")).all()
+    assert (rows["output_tokens"].astype(int) == expected).all()
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["streaming"]["token_counts"] == {"usage": 0, "tokenizer": 5 * tokenizer, "chunks": 5 * (not tokenizer)}
+
+
+def test_synthetic_prompts_have_the_length_asked_for_as_the_server_counts_it(llm_server, tmp_path):
+    """--input-tokens with the server's own tokenizer: the prompt_tokens it reports are the lengths drawn."""
+    rows, info, _ = bursty_run(llm_server, tmp_path, "--preset", "openai-completions", "--max-tokens", "4",
+                               "--input-tokens", "uniform:8,64", "--tokenizer", str(llm_server.model_dir), n=12)
+    asked = rows["requested_input_tokens"].astype(int)
+    assert asked.between(8, 64).all() and asked.nunique() > 3
+    assert (rows["text_index"].astype(int) == -1).all()
+    np.testing.assert_allclose(rows["input_tokens"].astype(int), asked, atol=1)

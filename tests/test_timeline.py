@@ -30,6 +30,8 @@ def write_run(path, offsets_s, ok=None, latency_ms=None, run_events=None):
         "text_index": np.arange(n), "text_chars": 50, "tokens": 12, "truncated": 0, "label": "neutral",
         "think_s": np.nan, "worker": 0, "e2e_latency_ms": latency_ms, "claim_late_ms": 0.0, "new_connection": 0,
     })
+    for column in KNOWN_COLUMNS[len(rows.columns):]:  # the streaming columns: empty for a classifier's rows
+        rows[column] = ""
     assert tuple(rows.columns) == KNOWN_COLUMNS
     rows.to_csv(path / "requests.csv", index=False, float_format="%.6f")
     info = {"status": "complete", "pacing": "arrival", "distribution": Gamma(0.8, 0.1).describe(),
