@@ -79,6 +79,10 @@ FIELDS: tuple[Field, ...] = (
     _f("trace", "str", None, "replay the arrival times in this CSV/JSONL/Parquet file instead of a generated "
        "process (--mean or --rate rescales it)"),
     _f("trace_column", "str", "timestamp", "the trace's timestamp column: seconds, or date-times (default: timestamp)"),
+    _f("trace_input_tokens", "str", None, "the trace's column of prompt lengths in tokens (BurstGPT: 'Request "
+       "tokens'): each request gets a synthetic prompt that long (openai-* presets)"),
+    _f("trace_output_tokens", "str", None, "the trace's column of output lengths (BurstGPT: 'Response tokens'): "
+       "each request's max_tokens (openai-* presets; 0 is sent as 1)"),
     _f("pacing", "choice", "arrival", "arrival (default: a schedule fixed ahead; -u caps the requests in flight), "
        "think (the paper's closed loop) or concurrency (-u requests always in flight, no arrival process)",
        choices=PACINGS),
@@ -154,6 +158,8 @@ class LoadSpec:
     mmpp: str | None = None
     trace: str | None = None
     trace_column: str = "timestamp"
+    trace_input_tokens: str | None = None
+    trace_output_tokens: str | None = None
     pacing: str = "arrival"
     requests: int | None = None
     seed: int = 0
@@ -196,6 +202,9 @@ class LoadSpec:
         if self.pacing == "concurrency" and given:
             raise SpecError(f"{{pacing}} concurrency keeps -u requests in flight and has no arrival process: drop "
                             f"{{{given[0]}}}", "pacing", given[0])
+        columns = [n for n in ("trace_input_tokens", "trace_output_tokens") if getattr(self, n) is not None]
+        if columns and self.trace is None:
+            raise SpecError(f"{{{columns[0]}}} names a column of {{trace}}: give the trace file too", columns[0], "trace")
         if self.trace is not None:
             other = [n for n in ("arrival", "shape", "distribution", "stages", "mmpp") if getattr(self, n) is not None]
             if other:

@@ -81,6 +81,12 @@ class Run:
         self.worker_samples: list[dict] = []   # the master's: every worker's samples, as reported
         self.generator_verdict: list[str] = []
         self.wait_time_info = None  # a locustfile with Locust's own pacing says which (run.json wait_time)
+        if plan.trace is not None and plan.trace.token_columns != (None, None):
+            use = getattr(target, "use_trace_lengths", None)
+            if use is None:
+                raise ValueError("--trace-input-tokens and --trace-output-tokens need a target that sends prompts "
+                                 "and max_tokens (http_endpoint.py with an openai-* preset)")
+            use(plan.trace)
         self.recorded_spec = None if role == "worker" else recorded_spec(plan, opts, host)
         self.environment_facts = None if role == "worker" else environment_facts()
         if role == "worker":  # its slots and start epoch come from the master (``use_share``)
@@ -133,6 +139,9 @@ class Run:
         """
         slot = self.dispenser.claim()
         user.arrival_slot = slot
+        prompts = getattr(self.target, "prompts", None)
+        if slot is not None and prompts is not None:  # made before the slot: a tokenized prompt takes about 1 ms
+            user.prepared_prompt = (slot.index, *prompts.prompt(slot.index))
         if slot is not None:
             due = self.dispatcher.to_perf(slot.due_epoch)
             user.claim_late_s = max(0.0, time.perf_counter() - due)  # no user was free when it fell due
@@ -151,11 +160,7 @@ class Run:
 
     # -- sending ------------------------------------------------------------------------
     def texts_for(self, index: int) -> tuple[int, list[str]]:
-        """Request ``index`` carries texts index*k ... index*k+k-1 of the subset (k = the batch size),
-        or (--input-tokens) its own synthetic prompt, ``text_index`` -1."""
-        prompts = getattr(self.target, "prompts", None)
-        if prompts is not None:
-            return -1, [prompts.prompt(index)[0]]
+        """Request ``index`` carries texts index*k ... index*k+k-1 of the subset (k = the batch size)."""
         k = self.target.batch_size
         picked = [self.texts.for_request(index * k + j) for j in range(k)]
         return picked[0][0], [text for _, text in picked]
@@ -185,7 +190,13 @@ class Run:
             self.next_think_index += 1
             think_s = "" if self.plan.pacing == "concurrency" else round(getattr(user, "last_think_s", 0.0), 6)
             scheduled, gate = _perf_to_epoch(time.perf_counter()), None
-        text_index, texts = self.texts_for(index)
+        prompts = getattr(self.target, "prompts", None)  # --input-tokens or a trace's lengths: its own prompt
+        if prompts is not None:
+            prepared = getattr(user, "prepared_prompt", None)
+            prompt, prompt_tokens = prepared[1:] if prepared and prepared[0] == index else prompts.prompt(index)
+            text_index, texts = -1, [prompt]
+        else:
+            text_index, texts = self.texts_for(index)
         row = {"request_index": index, "user": id(user) % 100_000, "scheduled_epoch": f"{scheduled:.6f}",
                "text_index": text_index, "text_chars": sum(len(t) for t in texts), "think_s": think_s,
                "batch_size": "", "tokens": "", "truncated": "", "label": "", "status": 0, "worker": self.worker,
@@ -194,9 +205,8 @@ class Run:
         request_fields = getattr(self.target, "request_fields", None)
         if request_fields is not None:
             row.update(request_fields(index))
-        prompts = getattr(self.target, "prompts", None)
-        if prompts is not None:
-            row["requested_input_tokens"] = prompts.prompt(index)[1]
+        if prompts is not None and prompts.unit == "tokens":  # without a tokenizer the length is in words
+            row["requested_input_tokens"] = prompt_tokens
         stream = None
         stamp = stamps.begin(gate, self.dispatcher.others_due_before if gate is not None else None) \
             if self.stamped else None

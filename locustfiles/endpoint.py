@@ -340,15 +340,14 @@ class EndpointSpec:
             slo=_slos(o, stream),
         )
 
-    def body(self, texts: list[str], index: int = 0) -> bytes:
+    def body(self, texts: list[str], index: int = 0, fields: dict | None = None) -> bytes:
+        """The rendered template; the openai-* presets' per-request ``fields`` (default: request ``index``'s)
+        set on the rendered JSON."""
         rendered = self.template.render(texts)
-        fields = self.body_fields(index)
-        if fields:  # the openai-* presets' per-request fields, set on the rendered JSON
+        fields = (self.stream.body_fields(index) if self.stream is not None else {}) if fields is None else fields
+        if fields:
             rendered = json.dumps({**json.loads(rendered), **fields}, ensure_ascii=False)
         return rendered.encode("utf-8")
-
-    def body_fields(self, index: int) -> dict:
-        return {} if self.stream is None else self.stream.body_fields(index)
 
     def request_headers(self) -> dict:
         """Content-Type JSON unless the user set their own."""

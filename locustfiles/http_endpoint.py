@@ -37,7 +37,8 @@ class HttpTarget:
     def request(self, user, texts, timeout_s):
         # FastHttpUser's timeout is per user (network_timeout, set by install from --request-timeout).
         index = getattr(user, "burstbench_request_index", 0)
-        return user.client.request(self.spec.method, self.spec.path, data=self.spec.body(texts, index),
+        fields = self.streaming_target.body_fields(index) if self.streaming_target is not None else {}
+        return user.client.request(self.spec.method, self.spec.path, data=self.spec.body(texts, fields=fields),
                                    headers=self._headers, catch_response=True, name=self.spec.path,
                                    stream=self.streaming is not None and self.streaming.stream)
 
@@ -57,6 +58,12 @@ class HttpTarget:
 
     def describe(self) -> dict:
         return self.spec.describe()
+
+    def use_trace_lengths(self, trace) -> None:
+        if self.streaming_target is None or not self.streaming.openai:
+            raise ValueError("--trace-input-tokens and --trace-output-tokens set prompts and max_tokens: they need "
+                             "an openai-* --preset")
+        self.prompts = self.streaming_target.use_trace_lengths(trace)
 
     def request_fields(self, index: int) -> dict:
         return {} if self.streaming_target is None else self.streaming_target.request_fields(index)

@@ -68,8 +68,11 @@ class RunPlan:
     def from_spec(cls, spec: LoadSpec, role: str = "local", run_dir: str | None = None) -> "RunPlan":
         trace = None
         if spec.trace is not None:
-            if role != "worker":
-                trace = Trace.load(spec.trace, spec.trace_column, spec.mean_s)
+            token_columns = spec.trace_input_tokens or spec.trace_output_tokens
+            if role != "worker" or token_columns:  # a worker needs the file only for its requests' lengths
+                trace = Trace.load(spec.trace, spec.trace_column, spec.mean_s,
+                                   input_tokens_column=spec.trace_input_tokens,
+                                   output_tokens_column=spec.trace_output_tokens)
             dist = trace
         else:
             dist = spec.process()

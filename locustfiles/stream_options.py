@@ -84,10 +84,11 @@ class StreamOptions:
             return None
         return self.output_lengths.draw(index) if self.output_lengths is not None else self.max_tokens
 
-    def body_fields(self, index: int) -> dict:
+    def body_fields(self, index: int, n: int | None = None) -> dict:
+        """Request ``index``'s stream and length fields; ``n`` (a trace's length) replaces the drawn max_tokens."""
         if not self.openai:
             return {}
-        n = self.requested_output_tokens(index)
+        n = self.requested_output_tokens(index) if n is None else n
         fields = {"max_tokens": n, "stream": self.stream}
         if self.stream and self.include_usage:
             fields["stream_options"] = {"include_usage": True}

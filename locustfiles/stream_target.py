@@ -66,13 +66,34 @@ class StreamingTarget:
             from burstbench.locustfiles.prompts import load_tokenizer
             self.tokenizer = load_tokenizer(self.options.tokenizer_name)
         self.prompts = None
+        self.trace = None
         if self.options.input_lengths is not None:
             from burstbench.locustfiles.prompts import SyntheticPrompts
             self.prompts = SyntheticPrompts(self.options.input_lengths, tokenizer=self.tokenizer)
 
+    def use_trace_lengths(self, trace):
+        """Replay a trace's token columns: request k gets row k's prompt length and output length."""
+        for column, drawn, flag in ((trace.input_tokens, self.options.input_lengths, "--input-tokens"),
+                                    (trace.output_tokens, self.options.output_lengths, "--output-tokens")):
+            if column is not None and drawn is not None:
+                raise ValueError(f"{flag} draws lengths and the trace's token column replays them: give one of the two")
+        self.trace = trace
+        if trace.input_tokens is not None:
+            from burstbench.locustfiles.prompts import SyntheticPrompts
+            self.prompts = TracePrompts(SyntheticPrompts(None, tokenizer=self.tokenizer), trace)
+        return self.prompts
+
+    def output_tokens(self, index: int) -> int | None:
+        """max_tokens of request ``index``: the trace's (0, a failed request in BurstGPT, sent as 1), else drawn."""
+        out = None if self.trace is None else self.trace.tokens_for(index)[1]
+        return self.options.requested_output_tokens(index) if out is None else max(1, out)
+
+    def body_fields(self, index: int) -> dict:
+        return self.options.body_fields(index, self.output_tokens(index))
+
     def request_fields(self, index: int) -> dict:
         """What the row records about what was asked: max_tokens sent."""
-        n = self.options.requested_output_tokens(index)
+        n = self.output_tokens(index) if self.options.openai else None
         return {} if n is None else {"requested_output_tokens": n}
 
     def judge_stream(self, resp) -> tuple[bool, str, str, dict]:
@@ -118,6 +139,17 @@ class StreamingTarget:
                 "input_tokens": None if self.options.input_lengths is None else self.options.input_lengths.describe(),
                 "output_tokens": None if self.options.output_lengths is None
                 else self.options.output_lengths.describe()}
+
+
+class TracePrompts:
+    """Prompts as long as a trace's input-token column says, request by request (at least one token)."""
+
+    def __init__(self, prompts, trace):
+        self.prompts, self.trace = prompts, trace
+        self.unit = prompts.unit
+
+    def prompt(self, index: int) -> tuple[str, int]:
+        return self.prompts.prompt(index, max(1, self.trace.tokens_for(index)[0]))
 
 
 def stream_of(fields: dict) -> StreamResult | None:

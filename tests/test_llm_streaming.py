@@ -159,3 +159,30 @@ def test_synthetic_prompts_have_the_length_asked_for_as_the_server_counts_it(llm
     assert asked.between(8, 64).all() and asked.nunique() > 3
     assert (rows["text_index"].astype(int) == -1).all()
     np.testing.assert_allclose(rows["input_tokens"].astype(int), asked, atol=1)
+
+
+def test_a_traces_token_columns_are_replayed_with_its_timestamps(llm_server, tmp_path):
+    """A BurstGPT-shaped trace: request k gets row k's prompt length and max_tokens (0, a failed request, as 1)."""
+    rng = np.random.default_rng(7)
+    n = 12
+    trace = pd.DataFrame({"Timestamp": np.cumsum(rng.gamma(0.8, 0.4, n)), "Model": "ChatGPT",
+                          "Request tokens": rng.integers(8, 48, n), "Response tokens": rng.integers(0, 16, n),
+                          "Log Type": "Conversation log"})
+    trace.loc[3, "Response tokens"] = 0
+    path = tmp_path / "burstgpt.csv"
+    trace.to_csv(path, index=False)
+    out = run_http_locust(llm_server.url, tmp_path / "results", "--model-name", llm_server.model,
+                          "--preset", "openai-completions", "--trace", str(path), "--trace-column", "Timestamp",
+                          "--trace-input-tokens", "Request tokens", "--trace-output-tokens", "Response tokens",
+                          "--tokenizer", str(llm_server.model_dir), "-u", "12", "-r", "12", timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path / "results")
+    rows = pd.read_csv(run_dir / "requests.csv", keep_default_na=False).sort_values("request_index")
+    assert len(rows) == n and (rows["ok"] == 1).all()
+    expected_out = np.maximum(trace["Response tokens"].to_numpy(), 1)
+    assert rows["requested_output_tokens"].astype(int).tolist() == expected_out.tolist()
+    assert rows["output_tokens"].astype(int).tolist() == expected_out.tolist()
+    assert rows["requested_input_tokens"].astype(int).tolist() == trace["Request tokens"].tolist()
+    np.testing.assert_allclose(rows["input_tokens"].astype(int), trace["Request tokens"], atol=1)
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["distribution"]["trace"]["token_columns"] == {"input": "Request tokens", "output": "Response tokens"}
