@@ -12,11 +12,12 @@ pacing, rows, run.json and Locust's outputs are the same as for the bundled serv
 (``core.py``), so ``burstbench report|compare`` read the run folder unchanged.
 """
 import locust  # noqa: F401  (before the rest: gevent's monkey-patching must come first)
+from locust import events
 
 from burstbench.locustfiles.plugin import PacedFastUser, install
 from burstbench.locustfiles.endpoint import EndpointSpec, add_endpoint_arguments
 from burstbench.locustfiles.outcomes import transport_error
-from burstbench.locustfiles.stream_target import StreamingTarget
+from burstbench.locustfiles.stream_target import StreamingTarget, cached_tokenizer
 
 METADATA_TIMEOUT_S = 5
 
@@ -94,6 +95,18 @@ class ServiceUser(PacedFastUser):
 
     host = None  # --host is required
     insecure = False  # FastHttpUser skips certificate checks by default; requests' HttpUser did not
+
+
+@events.init.add_listener
+def _load_tokenizer_early(environment, **_kwargs):
+    """A worker builds its target when the master's start arrives, inside the schedule's lead: a tokenizer
+    (a second or more) is loaded at start-up instead, from the command line that --processes shares."""
+    o = environment.parsed_options
+    if o is not None and o.worker and getattr(o, "tokenizer", None):
+        try:
+            cached_tokenizer(o.tokenizer)
+        except ValueError:
+            pass  # the run's own check reports it, in one line
 
 
 install(ServiceUser, build_target=lambda options: HttpTarget(EndpointSpec.from_options(options)),

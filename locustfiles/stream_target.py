@@ -12,6 +12,7 @@ the content chunks counted (one token a chunk, as vLLM, SGLang and TGI stream); 
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from http.client import HTTPException
 
 from burstbench.locustfiles import stamps
@@ -55,6 +56,14 @@ def _close_unfinished(resp) -> None:
         resp.close()
 
 
+@lru_cache(maxsize=4)
+def cached_tokenizer(name: str):
+    """Loaded once per process: a worker loads it at start-up (``http_endpoint.py``), not inside the schedule."""
+    from burstbench.locustfiles.prompts import load_tokenizer
+
+    return load_tokenizer(name)
+
+
 class StreamingTarget:
     """The streaming half of an ``HttpTarget`` (``spec.stream`` is an ``endpoint.StreamOptions``)."""
 
@@ -63,13 +72,13 @@ class StreamingTarget:
         self.options = spec.stream
         self.tokenizer = None
         if self.options.tokenizer_name:
-            from burstbench.locustfiles.prompts import load_tokenizer
-            self.tokenizer = load_tokenizer(self.options.tokenizer_name)
+            self.tokenizer = cached_tokenizer(self.options.tokenizer_name)
         self.prompts = None
         self.trace = None
         if self.options.input_lengths is not None:
             from burstbench.locustfiles.prompts import SyntheticPrompts
             self.prompts = SyntheticPrompts(self.options.input_lengths, tokenizer=self.tokenizer)
+            self.prompts.prompt(0)  # tokenizes the corpus now, not at the first slot (about 0.1 s)
 
     def use_trace_lengths(self, trace):
         """Replay a trace's token columns: request k gets row k's prompt length and output length."""
@@ -81,6 +90,7 @@ class StreamingTarget:
         if trace.input_tokens is not None:
             from burstbench.locustfiles.prompts import SyntheticPrompts
             self.prompts = TracePrompts(SyntheticPrompts(None, tokenizer=self.tokenizer), trace)
+            self.prompts.prompt(0)
         return self.prompts
 
     def output_tokens(self, index: int) -> int | None:
