@@ -17,6 +17,7 @@ from burstbench.analysis.runs import load_run
 from burstbench.analysis.slo import goodput
 from burstbench.analysis.streaming import load_itl
 from conftest import only_run_dir
+from browser import needs_chromium, open_in_chromium
 from servers.fixtures import fastapi_server, llm_server, run_http_locust  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.load
@@ -186,3 +187,41 @@ def test_a_traces_token_columns_are_replayed_with_its_timestamps(llm_server, tmp
     np.testing.assert_allclose(rows["input_tokens"].astype(int), trace["Request tokens"], atol=1)
     info = json.loads((run_dir / "run.json").read_text())
     assert info["distribution"]["trace"]["token_columns"] == {"input": "Request tokens", "output": "Response tokens"}
+
+
+def analysis_cli(*args: str):
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    return subprocess.run([sys.executable, "-m", "burstbench.analysis", *args], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+@needs_chromium
+def test_report_and_compare_of_streaming_runs_render_and_open(llm_server, tmp_path):
+    """Two real streaming runs (bursty and Poisson): the report's streaming section and figures, compare on TTFT,
+    TPOT and goodput, and the HTML in a real browser."""
+    folders = []
+    for arrival, seed in (("gamma", 3), ("exponential", 4)):
+        shape = ("--shape", str(SHAPE)) if arrival == "gamma" else ()
+        out = run_http_locust(llm_server.url, tmp_path / arrival, "--model-name", llm_server.model,
+                              "--preset", "openai-chat", "--arrival", arrival, *shape, "--rate", str(RATE),
+                              "--requests", "30", "--seed", str(seed), "-u", "12", "-r", "12",
+                              "--max-tokens", str(MAX_TOKENS), "--slo", "ttft_ms=200", "--slo", "itl_p99_ms=20",
+                              timeout=180)
+        assert out.returncode == 0, out.stderr[-3000:]
+        folders.append(only_run_dir(tmp_path / arrival))
+    report = analysis_cli("report", str(folders[0]))
+    assert report.returncode == 0, report.stderr[-3000:]
+    md = (folders[0] / "report" / "report.md").read_text()
+    assert "## Streaming (TTFT, ITL, TPOT, tokens/s)" in md and "Goodput" in md and "itl_p99_ms <= 20 ms" in md
+    for name in ("ttft.png", "itl.png", "streaming_timeline.png"):
+        assert (folders[0] / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    page = open_in_chromium(folders[0] / "report" / "report.html")
+    assert page["errors"] == [] and all(w > 100 for w in page["widths"]) and len(page["widths"]) >= 7
+    assert "Streaming (TTFT, ITL, TPOT, tokens/s)" in page["headings"]
+    compare = analysis_cli("compare", str(folders[0]), str(folders[1]), "--out", str(tmp_path / "cmp"))
+    assert compare.returncode == 0, compare.stderr[-3000:]
+    assert "TTFT, TPOT, ITL against baseline" in compare.stdout and "goodput" in compare.stdout.lower()

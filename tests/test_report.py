@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 
+from browser import needs_chromium, open_in_chromium
 from conftest import REPO_ROOT
 
 pytestmark = pytest.mark.load
@@ -50,35 +50,13 @@ def test_html_report_is_self_contained(reported):
     assert "<script" not in page and "http://" not in page and "https://" not in page
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("BURSTBENCH_REQUIRE_BROWSER"),
-                    reason="no chromium here (make test installs Debian's; CI requires it)")
+@needs_chromium
 def test_html_report_opens_in_headless_chromium(reported):
-    from playwright.sync_api import sync_playwright
-
-    assert CHROMIUM, "BURSTBENCH_REQUIRE_BROWSER is set but chromium is not installed"
-    page_path = reported[0] / "report" / "report.html"
-    errors = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        try:
-            page = browser.new_page()
-            page.on("pageerror", lambda err: errors.append(str(err)))
-            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-            page.goto(page_path.as_uri())
-            page.wait_for_load_state("load")
-            assert page.title() == f"Run report: {reported[0].name}"
-            widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
-            headings = page.eval_on_selector_all("h2", "hs => hs.map(h => h.textContent)")
-        finally:
-            browser.close()
-    assert errors == []
-    assert len(widths) == 4 and all(w > 100 for w in widths)  # every figure decoded and drawn
-    assert [f"## {h}" for h in headings] == list(SECTIONS)
+    page = open_in_chromium(reported[0] / "report" / "report.html")
+    assert page["title"] == f"Run report: {reported[0].name}"
+    assert page["errors"] == []
+    assert len(page["widths"]) == 4 and all(w > 100 for w in page["widths"])  # every figure decoded and drawn
+    assert [f"## {h}" for h in page["headings"]] == list(SECTIONS)
 
 
 def test_notebook_runs_top_to_bottom_from_a_clean_kernel(reported):
