@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from burstbench.locustfiles.generator_health import busy_waits, generator_verdict  # noqa: E402
@@ -67,8 +68,32 @@ def summary(path: str | Path) -> str:
     facts = run_facts(run)
     table.to_csv(run.path / "summary.csv", float_format="%.3f")
     latency_figure(run, table, run.path / "latency.png")
-    text = format_summary(run, table, facts)
+    text = format_summary(run, table, facts) + streaming_summary(run)
     return text + f"\nwritten: {run.path / 'summary.csv'}, {run.path / 'latency.png'}"
+
+
+def streaming_summary(run: RunFolder) -> str:
+    """A streaming run's TTFT, ITL, TPOT and end-to-end percentiles, tokens/s, and goodput under its SLOs."""
+    from .slo import goodput, goodput_line, has_streaming_rows, run_slos
+    from .streaming import TABLE_QUANTILES, load_itl, measures, tokens_table
+
+    if not has_streaming_rows(run.rows):
+        return ""
+    itl = load_itl(run)
+    shown = pd.DataFrame.from_dict({name: {"n": len(v), **{q: np.quantile(v, f) if len(v) else np.nan
+                                                           for q, f in TABLE_QUANTILES.items()},
+                                           "max": v.max() if len(v) else np.nan}
+                                    for name, v in measures(run, itl).items()}, orient="index")
+    text = "\nstreaming, in ms, exact percentiles over successful requests:\n" + shown.to_string(
+        float_format=lambda v: f"{v:.1f}")
+    tokens = tokens_table(run)
+    whole = tokens.loc["whole run (output tokens/s)", "value"] if "whole run (output tokens/s)" in tokens.index else None
+    if whole is not None:
+        text += f"\noutput tokens/s over the run: {whole:.1f}"
+    slos = run_slos(run.record)
+    if slos:
+        text += "\n" + goodput_line(goodput(run.rows, itl, slos))
+    return text
 
 
 def latest_run(results_dir: str | Path = "results") -> Path:

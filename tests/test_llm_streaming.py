@@ -213,6 +213,9 @@ def test_report_and_compare_of_streaming_runs_render_and_open(llm_server, tmp_pa
                               timeout=180)
         assert out.returncode == 0, out.stderr[-3000:]
         folders.append(only_run_dir(tmp_path / arrival))
+    summary = analysis_cli("summary", str(folders[0]))  # what burstbench run prints at its end
+    assert summary.returncode == 0 and "streaming, in ms" in summary.stdout and "TTFT (schedule-corrected)" in \
+        summary.stdout and "goodput" in summary.stdout, summary.stdout + summary.stderr[-2000:]
     report = analysis_cli("report", str(folders[0]))
     assert report.returncode == 0, report.stderr[-3000:]
     md = (folders[0] / "report" / "report.md").read_text()
