@@ -278,7 +278,8 @@ def baseline_deltas(runs: Sequence[RunFolder], baseline, quantiles: Sequence[flo
                 low, high = np.atleast_1d(ci.low), np.atleast_1d(ci.high)
             for who, full, part in (("run", values, sample), ("baseline", base_all, base_sample)):
                 if len(part) < len(full):
-                    notes.append(f"CI from a seeded subsample of {len(part)} of {len(full)} {who} requests")
+                    unit = "gaps" if measure == "itl_ms" else "requests"
+                    notes.append(f"CI from a seeded subsample of {len(part)} of {len(full)} {who} {unit}")
         with np.errstate(divide="ignore", invalid="ignore"):
             speedup = base_q / run_q
         for k, q in enumerate(qs):

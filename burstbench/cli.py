@@ -75,6 +75,9 @@ COMMANDS = {
     "build-model": Command("burstbench.service.__main__", ("build-model",), "build the untrained default model "
                            "(no hub needed), or prepare a checkpoint", "burstbench build-model --size tiny",
                            "service"),
+    "build-llm": Command("burstbench.service.__main__", ("build-llm",), "build an untrained tiny causal LM (GPT-2 "
+                         "shape, no hub needed) to serve with transformers serve, vLLM, ...",
+                         "burstbench build-llm --size tiny", "service"),
     "export": Command("burstbench.service.models", ("export",), "export and verify the ONNX and FP16 variants",
                       "burstbench export --variants onnx-fp32,onnx-opt", "service"),
     "bench-model": Command("burstbench.service.bench", (), "the variants' latency and throughput across batch "

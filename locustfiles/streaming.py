@@ -1,18 +1,18 @@
 """Reading a streamed (server-sent events) answer as it arrives, and what it says: time to first token,
 inter-token latencies, time per output token, token counts, finish reason, or why the stream failed.
 
-The first building block of streaming LLM endpoints (issue 14); not yet wired into a locustfile. Events are
-parsed by ``sseclient`` (sseclient-py) from the raw byte chunks as they are read, each stamped with the
-clock when the chunk that completed it arrived. OpenAI-compatible chunks are understood for both
+Events are parsed by ``sseclient`` (sseclient-py) from the raw byte chunks as they are read, each stamped
+with the clock when the chunk that completed it arrived. OpenAI-compatible chunks are understood for both
 protocols: ``/v1/chat/completions`` (``choices[0].delta.content``) and ``/v1/completions``
 (``choices[0].text``); ``data: [DONE]`` ends the stream, and a final chunk with ``usage`` (what
 ``stream_options.include_usage`` asks for) gives the token counts. Without ``usage`` the output tokens are
 the content chunks counted (one token a chunk, as vLLM, SGLang and TGI stream), and the result says which.
+``sse`` is any other endpoint's stream: every ``data:`` event (or a field of it) is one chunk.
 
-The chunks must be handed over as they are read: with Locust's ``HttpUser``, ``resp.iter_content(chunk_size=None)``
-of a ``stream=True`` request (``tests/test_streaming_load.py`` checks the times against a server whose token
-timing is known). ``FastHttpUser``'s ``iter_content`` does not do: geventhttpclient's ``read(n)`` waits for n
-bytes or the end of the body, so every token would seem to arrive with the last.
+The chunks must be handed over as they are read: ``stream_target.py`` gives it FastHttpUser's lines from
+geventhttpclient's ``readline`` (which returns as soon as a line is in; its ``read(n)``, behind
+``iter_content``, waits for n bytes or the end of the body, so every token would seem to arrive with the
+last), or ``HttpUser``'s ``iter_content(chunk_size=None)``.
 
 A failure has its own kind, and its text: ``stream-error`` (an error event, or a chunk carrying
 ``error``), ``stream-broken`` (the stream ended before ``[DONE]`` or a finish reason), ``invalid-stream``
