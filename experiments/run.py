@@ -39,7 +39,7 @@ REQUEST_HELP = {
     "input_tokens": "synthetic prompts of this length: 128, uniform:64,256, normal:512,128, lognormal:...",
     "output_tokens": "max_tokens drawn per request from this length distribution",
     "ignore_eos": "on or off: with --output-tokens, send ignore_eos and min_tokens (default on)",
-    "slo": "METRIC=MS, repeatable: ttft_ms, tpot_ms, latency_ms, itl_p99_ms (goodput)",
+    "slo": "METRIC=MS, repeatable: ttft_ms, tpot_ms, latency_ms, itl_p<NN>_ms, itl_max_ms (goodput)",
 }
 
 

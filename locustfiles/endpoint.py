@@ -88,8 +88,8 @@ def add_endpoint_arguments(parser) -> None:
                    help="on or off: with --output-tokens, send ignore_eos and min_tokens so the length asked for "
                         "is generated (default on)")
     s.add_argument("--slo", action="append", default=[],
-                   help="a service level objective METRIC=MS, repeatable: ttft_ms, tpot_ms, latency_ms, itl_p99_ms "
-                        "(goodput: the share of requests meeting all)")
+                   help="a service level objective METRIC=MS, repeatable: ttft_ms, tpot_ms, latency_ms, "
+                        "itl_p<NN>_ms (a request's own ITL percentile), itl_max_ms (goodput: the share meeting all)")
 
 
 # -- payload templates ------------------------------------------------------------------
@@ -285,7 +285,7 @@ class EndpointSpec:
     preset: str | None
     model_name: str | None
     stream: "StreamOptions | None" = None  # None: the answer is one JSON body
-    slo: dict | None = None                # --slo: METRIC -> bound in ms (burstbench.analysis.slo)
+    slo: dict | None = None                # --slo: METRIC -> bound in ms (burstbench.slo)
 
     @classmethod
     def from_options(cls, o, environ: Mapping[str, str] | None = None) -> "EndpointSpec":
