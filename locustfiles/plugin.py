@@ -110,6 +110,8 @@ def install(user_class: type[PacedUser] | type[PacedFastUser], build_target: Cal
                 check_reachable(host)
             run = Run(environment, plan, target, texts, host, role)
         except ValueError as err:
+            if role == "master" and getattr(o, "processes", None):
+                _stop_forked_workers()
             sys.exit(f"burstbench: {err}")
         user_class.burstbench_run = run
         user_class.wait_time = run.wait_time
@@ -132,6 +134,18 @@ def install(user_class: type[PacedUser] | type[PacedFastUser], build_target: Cal
         run = user_class.burstbench_run
         if run is not None and run.role != "worker":
             run.finish()
+
+
+def _stop_forked_workers() -> None:
+    """--processes forked the workers before the master refused its configuration: left alone, a worker that
+    has not yet reached the master retries for up to five minutes. They have sent nothing; stop them now."""
+    import psutil
+
+    for child in psutil.Process().children():
+        try:
+            child.kill()
+        except psutil.Error:
+            pass  # already gone
 
 
 def _use_client(run: Run, user_class, host: str | None, plan: RunPlan) -> None:

@@ -82,10 +82,19 @@ def server(tiny_model, tmp_path_factory):
 
 
 def run_locust(host: str, results_dir: Path, *flags: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    """Plain `locust -f locustfiles/sentiment.py --headless`, as a user would run it."""
+    """Plain `locust -f locustfiles/sentiment.py --headless`, as a user would run it (with --processes, on a
+    free master port: a process left on Locust's default 5557 would take the workers, who then retry for minutes)."""
     cmd = [sys.executable, "-m", "locust", "-f", str(REPO_ROOT / "locustfiles" / "sentiment.py"), "--headless",
-           "--only-summary", "--host", host, "--results-dir", str(results_dir), *flags]
+           "--only-summary", "--host", host, "--results-dir", str(results_dir), *flags, *master_port_flags(flags)]
     return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def master_port_flags(flags) -> list[str]:
+    """``--master-bind-port P --master-port P`` on a free port for a ``--processes`` run that names none."""
+    if "--processes" not in flags or any(str(f).startswith("--master-") for f in flags):
+        return []
+    port = str(free_port())
+    return ["--master-bind-port", port, "--master-port", port]
 
 
 SMOKE = {"scenario": "extreme", "shape": 0.8, "mean": 0.05, "requests": 600, "seed": 11, "users": 16}

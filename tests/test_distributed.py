@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 
 from burstbench.arrivals import ArrivalSchedule, Gamma
-from conftest import REPO_ROOT, free_port, only_run_dir, run_locust, wait_for_text
+from conftest import REPO_ROOT, free_port, master_port_flags, only_run_dir, run_locust, wait_for_text
 
 pytestmark = pytest.mark.load
 
@@ -107,6 +107,7 @@ def test_ctrl_c_on_the_master_keeps_every_row(server, tmp_path):
     cmd = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--headless", "--only-summary", "--host", server.url,
            "--processes", "2", "-u", "8", "-r", "8", "--scenario", "moderate", "--mean", "0.05",
            "--requests", "2000", "--seed", "1", "--results-dir", str(tmp_path)]
+    cmd += master_port_flags(cmd)
     log = tmp_path / "locust.log"
     master = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT,
                               start_new_session=True)
