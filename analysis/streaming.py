@@ -42,11 +42,27 @@ def streaming_info(run: RunFolder) -> dict:
     return run.record.streaming or {}
 
 
+_ITL_READ: dict[tuple, pd.DataFrame] = {}  # (path, mtime, size) -> frame: compare and report ask several times
+
+
 def load_itl(run: RunFolder) -> pd.DataFrame | None:
-    """itl.csv as numbers (request_index, token, itl_ms), sorted; None when the run has none."""
+    """itl.csv as numbers (request_index, token, itl_ms), sorted; None when the run has none.
+
+    Read once per file version: ``compare`` wants the gaps for the table, the deltas and goodput, ``report``
+    after ``summary``; each caller gets its own copy."""
     path = run.path / (streaming_info(run).get("itl_file") or ITL_FILE)
     if not path.is_file():
         return None
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _ITL_READ:
+        if len(_ITL_READ) >= 16:
+            _ITL_READ.clear()
+        _ITL_READ[key] = _read_itl(path)
+    return _ITL_READ[key].copy()
+
+
+def _read_itl(path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
