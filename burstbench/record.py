@@ -223,6 +223,8 @@ class RunRecord:
                                 default=None)
     slo: dict | None = _f("the service level objectives the run was judged by, e.g. {ttft_ms: 500} (None: none)",
                           default=None)
+    telemetry: dict | None = _f("what the telemetry sidecar collected: server metrics, processes, GPUs, or why "
+                                "not (burstbench.telemetry_files; None: --telemetry off)", default=None)
     extra: dict = field(default_factory=dict)
 
     @property

@@ -101,6 +101,18 @@ FIELDS: tuple[Field, ...] = (
        low=0),
     _f("dispatcher", "choice", "auto", "how arrival-paced senders wait for their slot: auto (timerfd on Linux, "
        f"else spin), {', '.join(DISPATCH_MODES)}", choices=("auto", *DISPATCH_MODES)),
+    _f("telemetry", "choice", "on", "on (default): sample the server's metrics, the service's and the load "
+       "processes' CPU and memory, and NVIDIA GPUs, in a process beside the load; off: none of it",
+       choices=("on", "off")),
+    _f("server_metrics", "str", "/metrics", "the target's Prometheus metrics: a path on --host (default /metrics), "
+       "a full URL, or off", section="target"),
+    _f("metrics_every", "float", 1.0, "seconds between telemetry samples (0.25 to 60; default 1)",
+       accepted="a number of seconds in [0.25, 60]", low=0.25, high=60, closed_low=True),
+    _f("service_pid", "int", None, "pid of the service on this machine: its whole process tree's CPU and memory "
+       "are sampled (burstbench run passes the bundled service's)", accepted="a process id >= 1", low=1,
+       closed_low=True, section="target"),
+    _f("service_port", "int", None, "or the port it listens on, on this machine (found again if it restarts)",
+       accepted="a port in [1, 65535]", low=1, high=65535, closed_low=True, section="target"),
     _f("users", "int", 10, "concurrent Locust users (>= 1)", accepted="an integer >= 1", low=1,
        closed_low=True, locust=False),
     _f("workers", "int", None, "load processes: a Locust master and N workers on this machine, one schedule split "
@@ -171,6 +183,11 @@ class LoadSpec:
     request_timeout: float = 30.0
     progress_every: float = 10.0
     dispatcher: str = "auto"
+    telemetry: str = "on"
+    server_metrics: str = "/metrics"
+    metrics_every: float = 1.0
+    service_pid: int | None = None
+    service_port: int | None = None
     users: int = 10
     workers: int | None = None
     host: str | None = None
@@ -198,6 +215,8 @@ class LoadSpec:
     def check_combinations(self) -> None:
         if self.mean is not None and self.rate is not None:
             raise SpecError("give {rate} or {mean}, not both (rate = 1 / mean)", "rate", "mean")
+        if self.service_pid is not None and self.service_port is not None:
+            raise SpecError("give {service_pid} or {service_port}, not both", "service_pid", "service_port")
         given = [n for n in PROCESS_FIELDS if getattr(self, n) is not None]
         if self.pacing == "concurrency" and given:
             raise SpecError(f"{{pacing}} concurrency keeps -u requests in flight and has no arrival process: drop "

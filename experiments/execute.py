@@ -69,7 +69,9 @@ def _serve_and_load(spec: LoadSpec, service: dict, run_dir: Path, extra: list[st
         with server:
             ready_s = server.wait_ready(service["ready_timeout"], cancelled=interrupts)
             say(f"service ready after {ready_s:.1f} s")
-            rc = _load(spec, server.url, BUNDLED_LOCUSTFILE, run_dir, extra, interrupts)
+            # its whole process tree (BentoML's arbiter and workers) is sampled beside the load
+            rc = _load(spec, server.url, BUNDLED_LOCUSTFILE, run_dir, ["--service-pid", str(server.proc.pid), *extra],
+                       interrupts)
     except harness.NotReady as err:
         say(str(err))  # NotReady's text ends with the service log's tail
         _remove_if_empty(run_dir)

@@ -95,6 +95,7 @@ class Sweep:
         self.data = {"name": self.dir.name, "status": "running", "argv": argv,
                      "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      "plan": plan, "service": {}, "steps": [], "git": git_commit(), "machine": machine()}
+        self.service_pid: int | None = None  # the service's root: each step samples its process tree
         self.save()
 
     def save(self):
@@ -124,6 +125,8 @@ def run_step(sweep: Sweep, url: str, batching: str, process: dict, kind: str, st
                                  "progress_every": 10, "users": users})
     record["spec"] = spec.to_dict()
     flags = ["-u", str(users), "-r", str(users), *spec.locust_args()]
+    if sweep.service_pid is not None:
+        flags += ["--service-pid", str(sweep.service_pid)]
     expected_s = requests / rate
     log(f"batching {batching} | {process['name']} ({process['label']}) | {kind} {step}: {rate:g} req/s offered, "
         f"{requests} requests, {users} users, about {format_duration(expected_s + STEP_OVERHEAD_S)}")
@@ -222,6 +225,7 @@ def sweep_batching(sweep: Sweep, batching: str, model: Path, plan: dict, interru
         except harness.NotReady as err:
             log(str(err))
             return 3
+        sweep.service_pid = server.proc.pid
         warm_ms = warm_up(url)
         if interrupted():
             return 0

@@ -27,6 +27,7 @@ from burstbench.locustfiles.progress import progress_line
 from burstbench.locustfiles.distributed import Coordinator
 from burstbench.locustfiles import stamps
 from burstbench.locustfiles.generator_health import busy_waits
+from burstbench.locustfiles.run_telemetry import start_telemetry, telemetry_lines
 from burstbench.locustfiles.self_monitor import GENERATOR_FILE, GeneratorMonitor, generator_verdict, write_csv
 from burstbench.locustfiles.recording import FLUSH_EVERY_S, ITL_KEY, RowBuffer, RowRecorder, make_run_dir
 from burstbench.locustfiles.run_info import build_record, environment_facts
@@ -81,6 +82,8 @@ class Run:
         self.worker_samples: list[dict] = []   # the master's: every worker's samples, as reported
         self.generator_verdict: list[str] = []
         self.wait_time_info = None  # a locustfile with Locust's own pacing says which (run.json wait_time)
+        self.telemetry = None          # the sidecar sampling the server, the processes and GPUs (not on workers)
+        self.telemetry_summary = None  # telemetry.json's content once it stopped: run.json's ``telemetry``
         if plan.trace is not None and plan.trace.token_columns != (None, None):
             use = getattr(target, "use_trace_lengths", None)
             if use is None:
@@ -118,6 +121,7 @@ class Run:
         if not opts.html_file:
             opts.html_file = str(self.run_dir / "locust.html")
         self.target_info = target.target_info(host)
+        self.telemetry = start_telemetry(plan.spec, host, self.run_dir)
         self.write_run_json(status="running")
 
     def use_share(self, dispenser: SlotDispenser, worker: int, on_done) -> None:
@@ -333,6 +337,7 @@ class Run:
         if self.progress_greenlet is not None:
             self.progress_greenlet.kill(block=False)
         self.flush_greenlet.kill(block=False)
+        telemetry_lines = self._stop_telemetry()  # every answer is in: its last scrape counts them all
         self.rows.close()
         self._write_generator_samples()
         if self.csv_writer is not None:
@@ -346,9 +351,15 @@ class Run:
         goodput = self.goodput_line()
         if goodput is not None:
             print(f"[burstbench] {goodput}", file=sys.stderr)
-        for line in self.generator_verdict:
+        for line in self.generator_verdict + telemetry_lines:
             print(f"[burstbench] {line}", file=sys.stderr)
         print(f"[burstbench] results: {self.run_dir}", file=sys.stderr, flush=True)
+
+    def _stop_telemetry(self) -> list[str]:
+        if self.telemetry is None:
+            return []
+        self.telemetry_summary = self.telemetry.stop()
+        return telemetry_lines(self.telemetry_summary, self.telemetry.problem)
 
     def _write_generator_samples(self) -> None:
         """generator.csv: this process's samples (local) or every worker's (master), and the verdict on them."""

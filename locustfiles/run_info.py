@@ -136,6 +136,7 @@ def build_record(run, status: str, argv: list[str], generator_file: str) -> RunR
         spec=run.recorded_spec,
         events=[],
         streaming=streaming_record(run),
+        telemetry=getattr(run, "telemetry_summary", None),
         slo=getattr(run.target, "slo", None),
     )
 

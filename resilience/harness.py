@@ -132,7 +132,10 @@ class Harness:
         plan = self.plan
         self.results_dir.mkdir(parents=True, exist_ok=True)
         run_dir = harness.new_run_dir(self.results_dir, run_name(plan))
-        locust = harness.Locust(LOCUSTFILE, self.host, run_dir, locust_flags(plan, requests))
+        flags = locust_flags(plan, requests)
+        if self.server is not None:  # the server's tree (supervisord's, under the restart policy) is sampled
+            flags += ["--service-pid", str(self.server.proc.pid)]
+        locust = harness.Locust(LOCUSTFILE, self.host, run_dir, flags)
         say(f"load: {requests} requests over about {plan.load.duration_s:g} s -> {self.results_dir}")
         self.interrupts.target = locust
         locust.start()

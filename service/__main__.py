@@ -20,6 +20,18 @@ from .model_builder import DEFAULT_MODEL_DIR, DEFAULT_SEED, SHAPES, build_defaul
 from .llm_builder import DEFAULT_LLM_DIR, LLM_SHAPES, build_tiny_llm
 
 
+def server_home(bentoml_home: str | None, port: int) -> Path:
+    """A BentoML home of this server's own, one per port, under the user's (default ~/bentoml).
+
+    BentoML keeps its Prometheus multiprocess files in ``$BENTOML_HOME/prometheus_multiproc_dir`` and
+    empties that folder whenever a server starts: a second server on the same machine (a test's, a
+    sweep's) would wipe the first one's counters and both /metrics pages would then report the second
+    server's requests. Nothing else of the home is used here (the model is read from its folder).
+    """
+    base = Path(bentoml_home) if bentoml_home else Path.home() / "bentoml"
+    return base / "burstbench-servers" / f"port-{int(port)}"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="burstbench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -103,6 +115,7 @@ def main(argv=None) -> int:
         print(f"burstbench serve: {err}", file=sys.stderr)
         return 2
     env.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    env["BENTOML_HOME"] = str(server_home(env.get("BENTOML_HOME"), args.port))
     cmd = [sys.executable, "-m", "bentoml", "serve", "burstbench.service.service:Sentiment",
            "--host", args.host, "--port", str(args.port), "--working-dir", os.getcwd()]
     os.execvpe(cmd[0], cmd, env)

@@ -198,7 +198,7 @@ def test_flags_a_config_file_and_the_runs_own_run_json_give_the_same_schedule_an
     assert file_texts == texts and repeated_texts == texts
     spec = json.loads((first / "run.json").read_text())["spec"]
     assert spec["load"]["users"] == 4 and spec["target"] == {"host": fastapi_server.url, "preset": "plain",
-                                                             "path": "/predict"}
+                                                             "path": "/predict", "server_metrics": "/metrics"}
     _, other_seed, _ = _run(["--config", "load.toml", "--seed", "8"], tmp_path, fastapi_server.url)
     assert np.abs(other_seed - offsets).max() > 1e-3  # a flag overrides the file
 
