@@ -166,6 +166,13 @@ bench-streaming: install
 	$(BB) bench-streaming $(if $(STREAM_RATE),--rate $(STREAM_RATE)) $(if $(STREAM_REQUESTS),--requests $(STREAM_REQUESTS)) \
 	  --seed $(SEED)
 
+# Does the telemetry sidecar disturb the schedule? Off and on (scraping every 0.25 s) alternating against nginx,
+# judged from a packet capture: make bench-telemetry [TELEMETRY_PAIRS=3] [TELEMETRY_RATE=400]
+.PHONY: bench-telemetry
+bench-telemetry: install nginx tcpdump
+	$(BB) bench-telemetry $(if $(TELEMETRY_PAIRS),--pairs $(TELEMETRY_PAIRS)) $(if $(TELEMETRY_RATE),--rate $(TELEMETRY_RATE)) \
+	  --seed $(SEED)
+
 # Generated malformed traffic (schemathesis) against the service's own OpenAPI schema; zero 5xx is the target.
 # FUZZ_URL=http://host:port fuzzes a running service; otherwise the tiny model's own server is started.
 FUZZ_CASES ?= 500
@@ -178,3 +185,11 @@ bento: install
 
 clean:
 	rm -rf build .pytest_cache
+
+# One-call GPU check (issue 15), on a fresh NVIDIA machine: installs the [gpu] extra itself (no `install`
+# prerequisite), builds, exports and benchmarks every variant on CUDA, serves onnx-fp16 on CUDA under a bursty
+# run with telemetry, reports; everything in results/gpu-check-<UTC>-<gpu>/ (docs/gpu-check.md).
+# GPU_CHECK_DRY_RUN=1 prints the commands and runs none; without a GPU it says so and exits 2.
+.PHONY: gpu-check
+gpu-check:
+	bash experiments/gpu_check.sh

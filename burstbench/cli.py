@@ -45,6 +45,9 @@ COMMANDS = {
     "bench-streaming": Command("burstbench.experiments.bench_streaming", (), "TTFT and inter-token latency beside "
                                "AIPerf's, both against transformers serve with a tiny LLM at one Poisson rate",
                                "burstbench bench-streaming --rate 4 --requests 200", "load"),
+    "bench-telemetry": Command("burstbench.experiments.bench_telemetry", (), "does scraping the target every "
+                               "0.25 s disturb the schedule? telemetry off and on alternating, judged on the wire",
+                               "burstbench bench-telemetry --pairs 3 --rate 400", "load"),
     "peers": Command("burstbench.experiments.peers", (), "run a peer load generator (AIPerf) from its own venv "
                      "under build/", "burstbench peers --peer aiperf --url http://127.0.0.1:8080 --rate 200 "
                      "--requests 400", "load"),

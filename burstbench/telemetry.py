@@ -73,6 +73,7 @@ class Collector:
                  service_port: int | None = None, named_by: str | None = None, load_pid: int | None = None):
         self.run_dir = Path(run_dir)
         self.every_s = every_s
+        self._started_s = time.monotonic()
         self.summary = summary_template(every_s)
         self.scraper = MetricsScraper(metrics_url, timeout_s=min(2.0, max(0.2, every_s))) if metrics_url else None
         if metrics_url:
@@ -182,6 +183,11 @@ class Collector:
     def write_summary(self, final: bool) -> None:
         path = self.run_dir / TELEMETRY_FILE
         temp = path.with_suffix(".json.tmp")
+        wall_s = time.monotonic() - self._started_s
+        cpu_s = time.process_time()
+        # its own cost (start-up imports included): what the sidecar takes from the load's CPUs
+        self.summary["sidecar"] = {"cpu_s": round(cpu_s, 3), "wall_s": round(wall_s, 3),
+                                   "cpu_percent": round(100 * cpu_s / wall_s, 2) if wall_s > 0 else None}
         temp.write_text(json.dumps({**self.summary, "final": final}, indent=2) + "\n")
         temp.replace(path)  # a reader never sees half a file
 
