@@ -404,7 +404,9 @@ def test_kserve_v2_preset_against_mlserver(mlserver, tmp_path):
     data = write_texts_csv(tmp_path / "texts.csv")
     results = tmp_path / "results"
     runs = {}
-    for name, flags, n, batch in (("extreme", ["--scenario", "extreme", "--mean", "0.05"], 60, 1),
+    # MLServer's Prometheus page is on a port of its own: a full URL scrapes it
+    scrape = ["--server-metrics", f"http://127.0.0.1:{mlserver.metrics_port}/metrics", "--metrics-every", "0.25"]
+    for name, flags, n, batch in (("extreme", ["--scenario", "extreme", "--mean", "0.05", *scrape], 60, 1),
                                   ("steady-batch4", ["--scenario", "steady", "--mean", "0.05"], 20, 4)):
         mlserver.clear()
         out = run_http_locust(mlserver.url, results, "--preset", "kserve-v2", "--model-name", "text-stats",
@@ -422,6 +424,14 @@ def test_kserve_v2_preset_against_mlserver(mlserver, tmp_path):
             Counter(tuple(t) for t in expected_texts(data, 7, "body", n, batch))
         runs[name] = run_dir
 
+    # The server's own count of the extreme run's requests, from its page as the sidecar scraped it
+    metrics = pd.read_csv(runs["extreme"] / "server_metrics.csv")
+    success = metrics[(metrics["metric"] == "model_infer_request_success_total")
+                      & (metrics["labels"].map(lambda s: json.loads(s).get("model")) == "text-stats")]
+    first_scrape = metrics["epoch"].min()
+    # prometheus_client exposes a labelled counter from its first increment: absent at the first scrape, it was 0
+    assert success["epoch"].min() > first_scrape
+    assert success.loc[success["epoch"] == success["epoch"].max(), "value"].sum() == 60
     report = analysis("report", str(runs["extreme"]))
     assert report.returncode == 0, report.stderr[-3000:]
     compare = analysis("compare", str(runs["extreme"]), str(runs["steady-batch4"]), "--out", str(tmp_path / "cmp"))

@@ -80,8 +80,9 @@ class MLServer:
         self.repo = Path(workdir)
         shutil.copytree(MODEL_DIR, self.repo / MODEL_NAME, ignore=shutil.ignore_patterns("__pycache__"))
         self.port = free_port()
+        self.metrics_port = free_port()  # MLServer's Prometheus page is on a port of its own
         settings = {"host": "127.0.0.1", "http_port": self.port, "grpc_port": free_port(),
-                    "metrics_port": free_port(), "parallel_workers": 0, "debug": False}
+                    "metrics_port": self.metrics_port, "parallel_workers": 0, "debug": False}
         (self.repo / "settings.json").write_text(json.dumps(settings))
         self.record = self.repo / "received.jsonl"
         self.url = f"http://127.0.0.1:{self.port}"
