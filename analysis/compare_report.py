@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .compare import (RESPONSE_STATS, baseline_deltas, compare_figure, comparison_table, describe_differences,
                       format_comparison, paper_layout)
+from .compare_resources import format_resources, resources_table
 from .compare_streaming import (all_streaming, format_goodput, format_streaming, goodput_deltas, streaming_deltas,
                                 streaming_table)
 from .runs import RunError, load_run
@@ -16,7 +17,7 @@ from .slo import describe_slos, run_slos
 def write_comparison(run_paths, out: Path, baseline=None, slos: dict[str, float] | None = None) -> tuple[str, list[Path]]:
     """Load the runs, compare them against the baseline (default: the first) and write the files.
 
-    When every run streamed: TTFT, TPOT and ITL too. Goodput when there are SLOs: ``slos`` (the --slo
+    When every run streamed: TTFT, TPOT and ITL too. When any run has telemetry: peak and mean resource use. Goodput when there are SLOs: ``slos`` (the --slo
     flags), else the baseline's run.json ``slo``; every run is judged by that one set.
     """
     runs = [load_run(p) for p in run_paths]
@@ -51,6 +52,10 @@ def write_comparison(run_paths, out: Path, baseline=None, slos: dict[str, float]
         good = goodput_deltas(runs, base_index, judged_by)
         tables["goodput_deltas"] = good.set_index("run")
         extra_text.append(format_goodput(good, describe_slos(judged_by)))
+    resources = resources_table(runs)  # only when some run has telemetry
+    if resources is not None:
+        tables["resources"] = resources
+        extra_text.append(format_resources(resources))
     figure = compare_figure(runs, out / "compare_ecdf.png")
     written = []
     for name, frame in tables.items():

@@ -43,6 +43,7 @@ class Section:
 def build_sections(run: RunFolder, out: Path, slos: dict[str, float] | None = None) -> list[Section]:
     """Every section in order. ``slos``: judge goodput by these instead of run.json's ``slo``."""
     from .streaming import extra_sections  # streaming and goodput sections: only runs that have them
+    from .telemetry_report import telemetry_section  # "Where the time went": only runs with telemetry
 
     facts = run_facts(run)
     dist = declared_process(run) if has_declared_process(run) else None
@@ -109,6 +110,7 @@ def build_sections(run: RunFolder, out: Path, slos: dict[str, float] | None = No
                 tables=[("latency", shown)] + ([("locust_percentiles", locust)] if locust is not None else []),
                 figures=[figures["latency"]], csv={"latency": lat}),
         *extra_sections(run, out, slos),
+        *([where] if (where := telemetry_section(run, out)) is not None else []),
         fidelity_section(run, dist, fid, late, out),
         Section("Batching", "Batch sizes the service reported for successful requests.",
                 tables=[("batch_sizes", batches.to_frame())]),

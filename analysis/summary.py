@@ -68,7 +68,7 @@ def summary(path: str | Path) -> str:
     facts = run_facts(run)
     table.to_csv(run.path / "summary.csv", float_format="%.3f")
     latency_figure(run, table, run.path / "latency.png")
-    text = format_summary(run, table, facts) + streaming_summary(run)
+    text = format_summary(run, table, facts) + streaming_summary(run) + telemetry_summary(run)
     return text + f"\nwritten: {run.path / 'summary.csv'}, {run.path / 'latency.png'}"
 
 
@@ -94,6 +94,14 @@ def streaming_summary(run: RunFolder) -> str:
     if slos:
         text += "\n" + goodput_line(goodput(run.rows, itl, slos))
     return text
+
+
+def telemetry_summary(run: RunFolder) -> str:
+    """Server metrics (scrapes, or why none) and the service's, generator's and GPU's peaks ('' without telemetry)."""
+    from .telemetry import summary_lines
+
+    lines = summary_lines(run)
+    return f"\n{lines[0]}\nresources: {lines[1]}" if lines else ""
 
 
 def latest_run(results_dir: str | Path = "results") -> Path:

@@ -11,6 +11,11 @@ When the run recorded its load processes' own samples (generator.csv), the figur
 panels on the same time axis: each load process's CPU use (% of one core, with the 90 % line of
 the generator verdict) and its event-loop delay (the longest stretch without polling, log scale,
 with the 10 ms stall line). A sample covers the interval that ends at its ``epoch``.
+
+When the run has telemetry (server_metrics.csv, processes.csv, gpu.csv), a panel per signal collected
+follows on the same time axis: the server's request rate beside the client's sends, in-flight and queue
+gauges, batch size, the server's mean processing time, service CPU and RSS, the load processes' CPU
+(when there is no generator.csv), GPU utilisation and memory.
 """
 from __future__ import annotations
 
@@ -27,10 +32,12 @@ import pandas as pd  # noqa: E402
 from burstbench.locustfiles.generator_health import CPU_LIMIT_PERCENT, LOOP_DELAY_LIMIT_MS  # noqa: E402
 from .runs import RunFolder, RunError  # noqa: E402
 from .figures import save_figure  # noqa: E402
+from .telemetry_figures import telemetry_panels  # noqa: E402
 
 TARGET_WINDOWS = 40
 MIN_WINDOW_S = 1.0
 LATENCY_QUANTILES = {"p50": 0.50, "p95": 0.95}
+TELEMETRY_PANEL_IN = 1.8  # figure inches per telemetry panel
 LOOP_DELAY_FLOOR_MS = 1e-3  # the log axis's floor: a loop idle all interval reads microseconds
 
 
@@ -106,7 +113,8 @@ def events(run: RunFolder) -> pd.DataFrame:
 def timeline_figure(run: RunFolder, path: str | Path, window_s: float | None = None) -> Path:
     """Panels sharing x: requests/s and failures/s; p50 and p95 service latency; event markers.
 
-    With generator.csv two more: CPU % of a core and event-loop delay, per load process.
+    With generator.csv two more: CPU % of a core and event-loop delay, per load process. With telemetry,
+    one more per signal collected (``telemetry_figures.telemetry_panels``); the figure grows with them.
     """
     path = Path(path)
     table = timeline(run, window_s)
@@ -115,10 +123,11 @@ def timeline_figure(run: RunFolder, path: str | Path, window_s: float | None = N
     width_s = table.attrs["window_s"]
     generator = run.generator if run.generator is not None and len(run.generator) else None
 
-    if generator is None:
-        fig, axes = plt.subplots(2, 1, sharex=True, figsize=(9, 5.5))
-    else:
-        fig, axes = plt.subplots(4, 1, sharex=True, figsize=(9, 9.5), height_ratios=(1, 1, 0.8, 0.8))
+    panels = telemetry_panels(run)  # only what the sidecar collected
+    ratios = (1, 1) + ((0.8, 0.8) if generator is not None else ()) + tuple(p.height for p in panels)
+    height = (5.5 if generator is None else 9.5) + TELEMETRY_PANEL_IN * len(panels)
+    fig, axes = plt.subplots(len(ratios), 1, sharex=True, figsize=(9, height), height_ratios=ratios, squeeze=False)
+    axes = axes[:, 0]
     ax_rate, ax_lat = axes[:2]
     edges_s = np.append(x_s, x_s[-1] + width_s)  # repeat the last value so the last window is drawn whole
     for column, color, label in (("requests_per_s", "#4C72B0", "requests/s"), ("failures_per_s", "#C44E52", "failures/s")):
@@ -129,6 +138,8 @@ def timeline_figure(run: RunFolder, path: str | Path, window_s: float | None = N
     percentile_lines(ax_lat, x_s + width_s / 2, table["p50_ms"], table["p95_ms"], "", "service latency (ms)")
     if generator is not None:
         _generator_panels(axes[2], axes[3], generator, float(run.rows["sent_epoch"].min()))
+    for panel, ax in zip(panels, axes[len(axes) - len(panels):]):
+        panel.draw(ax)
     axes[-1].set_xlabel(f"time since first send (s), {width_s:g} s windows by send time")
     for offset_s, label in zip(marks["offset_s"], marks["label"]):
         for ax in axes:

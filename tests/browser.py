@@ -13,7 +13,7 @@ needs_chromium = pytest.mark.skipif(CHROMIUM is None and not os.environ.get("BUR
 
 
 def open_in_chromium(page_path: Path) -> dict:
-    """title, the decoded width of every image, the h2 headings, and any page or console error."""
+    """title, the decoded width of every image (and its alt, width and height), the h2 headings, any page or console error."""
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM, "BURSTBENCH_REQUIRE_BROWSER is set but chromium is not installed"
@@ -30,6 +30,8 @@ def open_in_chromium(page_path: Path) -> dict:
             page.wait_for_load_state("load")
             return {"title": page.title(), "errors": errors,
                     "widths": page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)"),
+                    "images": page.eval_on_selector_all(
+                        "img", "imgs => imgs.map(i => [i.alt, i.naturalWidth, i.naturalHeight])"),
                     "headings": page.eval_on_selector_all("h2", "hs => hs.map(h => h.textContent)")}
         finally:
             browser.close()

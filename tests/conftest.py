@@ -107,7 +107,8 @@ def smoke_run(server, tmp_path_factory):
     s = SMOKE
     result = run_locust(server.url, results, "--scenario", s["scenario"], "--mean", str(s["mean"]),
                         "--requests", str(s["requests"]), "--seed", str(s["seed"]),
-                        "-u", str(s["users"]), "-r", str(s["users"]))
+                        "-u", str(s["users"]), "-r", str(s["users"]),
+                        "--service-pid", str(server.proc.pid))  # the sidecar samples its tree, as burstbench run does
     runs = [p for p in results.iterdir() if p.is_dir()]
     return result, (runs[0] if len(runs) == 1 else None)
 

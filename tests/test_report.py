@@ -10,8 +10,11 @@ import pytest
 from browser import needs_chromium, open_in_chromium
 from conftest import REPO_ROOT
 
+from burstbench.analysis.figures import DPI
+
 pytestmark = pytest.mark.load
-SECTIONS = ("## Verdict", "## Run", "## Load generator", "## Latency (Tables 3-4)", "## Inter-arrival fidelity (Figures 1-3)",
+SECTIONS = ("## Verdict", "## Run", "## Load generator", "## Latency (Tables 3-4)", "## Where the time went",
+            "## Inter-arrival fidelity (Figures 1-3)",
             "## Batching", "## Timeline (Figure 4)")
 
 
@@ -46,7 +49,7 @@ def test_report_has_every_section_and_file(reported):
 
 def test_html_report_is_self_contained(reported):
     page = (reported[0] / "report" / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 4
+    assert page.count("data:image/png;base64,") == 5
     assert "<script" not in page and "http://" not in page and "https://" not in page
 
 
@@ -55,8 +58,18 @@ def test_html_report_opens_in_headless_chromium(reported):
     page = open_in_chromium(reported[0] / "report" / "report.html")
     assert page["title"] == f"Run report: {reported[0].name}"
     assert page["errors"] == []
-    assert len(page["widths"]) == 4 and all(w > 100 for w in page["widths"])  # every figure decoded and drawn
+    assert len(page["widths"]) == 5 and all(w > 100 for w in page["widths"])  # every figure decoded and drawn
     assert [f"## {h}" for h in page["headings"]] == list(SECTIONS)
+    # The timeline drew a panel for each signal the sidecar collected from the bundled service: the PNG the
+    # browser decoded is as tall as the figure with all of them (9.5 in with generator.csv, 1.8 in per panel).
+    from burstbench.analysis.runs import load_run
+    from burstbench.analysis.telemetry_figures import telemetry_panels
+
+    names = [p.name for p in telemetry_panels(load_run(reported[0]))]
+    assert {"server_rate", "in_flight", "batch_size", "server_latency", "service_cpu", "service_rss"} <= set(names)
+    (_, _, height), = [img for img in page["images"] if img[0] == "timeline"]
+    assert height >= 0.8 * DPI * (9.5 + 1.8 * len(names)), (height, names)
+    assert "where_time_went" in [img[0] for img in page["images"]]
 
 
 def test_notebook_runs_top_to_bottom_from_a_clean_kernel(reported):
