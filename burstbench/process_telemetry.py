@@ -14,6 +14,7 @@ never a row of zeros.
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import psutil
@@ -49,7 +50,9 @@ class ProcessTreeSampler:
         self.exclude = set(exclude)
         self.recursive = recursive
         try:
-            self.name = " ".join(" ".join(self.root.cmdline()[:4]).split())[:80] or self.root.name()
+            argv = self.root.cmdline()
+            # short enough for a table: the program's base name and its first arguments (python -m bentoml serve)
+            self.name = " ".join([os.path.basename(argv[0]), *argv[1:3]])[:60] if argv else self.root.name()
         except psutil.Error:
             self.name = str(pid)
         self._cpu_s: dict[int, float] = {}  # pid -> CPU seconds at the last sample

@@ -41,9 +41,12 @@ def summary_template(every_s: float) -> dict:
     ``server_metrics.status``: ``ok`` (at least one scrape parsed), ``none`` (no scrape ever did: ``note``
     holds the one line, starting with ``no server metrics``) or ``off`` (not asked for). ``failed`` counts
     the scrapes that did not parse (a server restarting), ``errors`` the first few reasons.
-    ``processes.service``: None when no service on this machine was named; else ``pid``, ``named_by``
-    (pid, port or bundled), ``status`` (ok, or gone: the process ended and none replaced it).
-    ``gpu.status``: ``present`` with ``devices``, or ``absent`` with ``reason``.
+    ``processes.service``: None when no service on this machine was named; else ``pid``, ``port``,
+    ``named_by`` (pid or port), ``status`` (ok, or gone: the process ended and none replaced it).
+    ``processes.peak``: per role (service, load) the highest ``cpu_percent`` and ``rss_mb`` of any sample
+    (the closing lines; the analysis reads the file). ``gpu.status``: ``present`` with ``devices``, or
+    ``absent`` with ``reason``. ``sidecar``: its own ``cpu_s``, ``wall_s`` and ``cpu_percent`` (start-up
+    included). telemetry.json also says ``final``: false while the run goes on, true once it stopped.
     """
     return {
         "every_s": every_s,

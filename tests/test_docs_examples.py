@@ -49,7 +49,7 @@ NOT_RUN = {
 MAKE_WITHOUT_BURSTBENCH = {
     "test": "runs pytest", "test-fast": "runs pytest", "bento": "runs bentoml build", "install": "pip",
     "browser": "installs chromium", "nginx": "installs nginx", "tcpdump": "installs tcpdump", "clean": "rm",
-    "docs-cli": "runs burstbench.cli_reference",
+    "docs-cli": "runs burstbench.cli_reference", "gpu-check": "runs bash experiments/gpu_check.sh (it installs first)",
 }
 # burstbench commands quick enough (seconds) and needing no server or run folder: also run for real.
 QUICK_RUNS = {("locustfile",), ("paper-gaps",), ("superposition",), ("resilience", "plans"), ("resilience", "plan")}
