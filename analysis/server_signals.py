@@ -1,7 +1,7 @@
 """What a server's own Prometheus metrics say about a run, for any server that exposes them.
 
 Families are recognised by name and type, never by server: request counters (``*_request_total``,
-``*_requests_total``, ``vllm:request_success_total``, ``nv_inference_request_success``, ``tgi_request_count``),
+``*_requests_total``, ``*_request_success_total``, ``vllm:request_success_total``, ``nv_inference_request_success``, ``tgi_request_count``),
 in-flight and queue gauges (``*_in_progress``, ``vllm:num_requests_running``/``waiting``, ``tgi_queue_size``,
 ``nv_inference_pending_request_count``, ...), batch sizes (BentoML's ``*_adaptive_batch_size`` histogram,
 ``tgi_batch_current_size``) and request-duration histograms (``bentoml_service_request_duration_seconds``,
@@ -24,6 +24,7 @@ import pandas as pd
 ENDPOINT_LABELS = ("endpoint", "path", "handler", "route")
 CODE_LABELS = ("http_response_code", "code", "status_code", "status")
 REQUEST_COUNTERS = (re.compile(r"^(vllm:request_success_total|nv_inference_request_success|tgi_request_count)$"),
+                    re.compile(r"_request_success_total$"),  # MLServer's model_infer_request_success_total
                     re.compile(r"_requests?_total$"))
 IN_FLIGHT_GAUGES = (re.compile(r"^(vllm:num_requests_running|vllm:num_requests_waiting|tgi_queue_size|"
                                r"nv_inference_pending_request_count)$"),

@@ -432,6 +432,10 @@ def test_kserve_v2_preset_against_mlserver(mlserver, tmp_path):
     # prometheus_client exposes a labelled counter from its first increment: absent at the first scrape, it was 0
     assert success["epoch"].min() > first_scrape
     assert success.loc[success["epoch"] == success["epoch"].max(), "value"].sum() == 60
+    from burstbench.analysis.runs import load_run
+    from burstbench.analysis.telemetry import server_request_count
+
+    assert server_request_count(load_run(runs["extreme"])) == 60  # the report's count: the same family, from 0
     report = analysis("report", str(runs["extreme"]))
     assert report.returncode == 0, report.stderr[-3000:]
     compare = analysis("compare", str(runs["extreme"]), str(runs["steady-batch4"]), "--out", str(tmp_path / "cmp"))
