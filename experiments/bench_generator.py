@@ -88,7 +88,9 @@ def run_step(plan: Plan, url: str, runs_dir: Path, logs_dir: Path, name: str, *,
     limit_s = math.ceil(STEP_SLACK * n * mean_s + 10)
     flags = ["-u", str(plan.users), "-r", str(SPAWN_RATE), "-t", f"{limit_s}s",
              "--mean", repr(mean_s), "--requests", str(n), "--seed", str(plan.seed),
-             "--run-name", name, "--progress-every", "3600"]
+             "--run-name", name, "--progress-every", "3600",
+             # the capture judges every request on nginx's port: a scrape of it would be one more on the wire
+             "--server-metrics", "off"]
     if arrival is None:
         flags += ["--arrival", "exponential", "--pacing", "think"]
         user_class = "ConstantThroughputUser"
