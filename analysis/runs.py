@@ -111,3 +111,21 @@ def load_generator(path: Path) -> pd.DataFrame | None:
     frame = frame[frame[["epoch", "worker", "interval_s"]].notna().all(axis=1)].copy()
     frame["worker"] = frame["worker"].astype(int)
     return frame.sort_values(["worker", "epoch"], kind="stable").reset_index(drop=True)
+
+
+_READ_ONCE: dict[tuple, pd.DataFrame] = {}  # (reader, path, mtime, size) -> frame
+READ_ONCE_KEEP = 16
+
+
+def read_once(path: Path, read) -> pd.DataFrame:
+    """``read(path)`` once per version of the file (its mtime and size); each caller gets its own copy.
+
+    For the side files that ``compare`` and ``report`` ask for several times (itl.csv, server_metrics.csv).
+    """
+    stat = path.stat()
+    key = (getattr(read, "__qualname__", repr(read)), str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _READ_ONCE:
+        if len(_READ_ONCE) >= READ_ONCE_KEEP:
+            _READ_ONCE.clear()
+        _READ_ONCE[key] = read(path)
+    return _READ_ONCE[key].copy()

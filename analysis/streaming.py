@@ -18,7 +18,7 @@ import pandas as pd  # noqa: E402
 
 from .figures import save_figure  # noqa: E402
 from .latency import percentile_cis  # noqa: E402
-from .runs import RunError, RunFolder  # noqa: E402
+from .runs import RunError, RunFolder, read_once  # noqa: E402
 from .slo import describe_slos, goodput, has_streaming_rows, run_duration_s  # noqa: E402
 from .timeline import default_window_s, percentile_lines  # noqa: E402
 
@@ -42,24 +42,15 @@ def streaming_info(run: RunFolder) -> dict:
     return run.record.streaming or {}
 
 
-_ITL_READ: dict[tuple, pd.DataFrame] = {}  # (path, mtime, size) -> frame: compare and report ask several times
-
-
 def load_itl(run: RunFolder) -> pd.DataFrame | None:
     """itl.csv as numbers (request_index, token, itl_ms), sorted; None when the run has none.
 
-    Read once per file version: ``compare`` wants the gaps for the table, the deltas and goodput, ``report``
-    after ``summary``; each caller gets its own copy."""
+    Read once per file version (``runs.read_once``): ``compare`` wants the gaps for the table, the deltas
+    and goodput, ``report`` after ``summary``; each caller gets its own copy."""
     path = run.path / (streaming_info(run).get("itl_file") or ITL_FILE)
     if not path.is_file():
         return None
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    if key not in _ITL_READ:
-        if len(_ITL_READ) >= 16:
-            _ITL_READ.clear()
-        _ITL_READ[key] = _read_itl(path)
-    return _ITL_READ[key].copy()
+    return read_once(path, _read_itl)
 
 
 def _read_itl(path: Path) -> pd.DataFrame:

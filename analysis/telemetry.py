@@ -23,7 +23,7 @@ from burstbench.telemetry_files import (GPU_COLUMNS, GPU_FILE, NO_SERVER_METRICS
                                         SERVER_METRICS_COLUMNS, SERVER_METRICS_FILE, TELEMETRY_FILE)
 
 from . import server_signals
-from .runs import RunError, RunFolder
+from .runs import RunError, RunFolder, read_once
 
 BUSIEST_WINDOW_S = 5.0
 SATURATED_SHARE = 0.90  # of the machine's cores (service), of the GPU's utilisation
@@ -130,21 +130,16 @@ def _file(run: RunFolder, block: str, default: str) -> str:
     return ((telemetry_info(run) or {}).get(block) or {}).get("file") or default
 
 
-_METRICS_READ: dict[tuple, pd.DataFrame | None] = {}  # (path, mtime, size) -> frame: report reads it 4 times
-
-
 def run_server_metrics(run: RunFolder) -> pd.DataFrame | None:
     """The run's server_metrics.csv (``load_server_metrics``), read once per file version; each caller a copy."""
     path = run.path / _file(run, "server_metrics", SERVER_METRICS_FILE)
     if not path.is_file():
         return None
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    if key not in _METRICS_READ:
-        if len(_METRICS_READ) >= 8:
-            _METRICS_READ.clear()
-        _METRICS_READ[key] = load_server_metrics(path.parent, path.name)
-    return _METRICS_READ[key].copy()
+    return read_once(path, _read_server_metrics)  # the report asks for it 4 times
+
+
+def _read_server_metrics(path: Path) -> pd.DataFrame:
+    return load_server_metrics(path.parent, path.name)
 
 
 def run_processes(run: RunFolder) -> pd.DataFrame | None:

@@ -143,16 +143,17 @@ class GpuSampler:
         nvml, rows = self._nvml, []
         for index, name, handle in self._handles:
             row = {"epoch": time.time(), "gpu": index, "name": name}
-            for column, read in (
-                    ("utilization_percent", lambda h: nvml.nvmlDeviceGetUtilizationRates(h).gpu),
-                    ("memory_used_mb", lambda h: nvml.nvmlDeviceGetMemoryInfo(h).used / MIB),
-                    ("memory_total_mb", lambda h: nvml.nvmlDeviceGetMemoryInfo(h).total / MIB),
-                    ("power_w", lambda h: nvml.nvmlDeviceGetPowerUsage(h) / 1000.0),  # milliwatts
-                    ("temperature_c", lambda h: nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU))):
+            for columns, read in (  # one NVML call per reading; memory gives used and total at once
+                    (("utilization_percent",), lambda h: (nvml.nvmlDeviceGetUtilizationRates(h).gpu,)),
+                    (("memory_used_mb", "memory_total_mb"),
+                     lambda h: (lambda m: (m.used / MIB, m.total / MIB))(nvml.nvmlDeviceGetMemoryInfo(h))),
+                    (("power_w",), lambda h: (nvml.nvmlDeviceGetPowerUsage(h) / 1000.0,)),  # milliwatts
+                    (("temperature_c",), lambda h: (nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU),))):
                 try:
-                    row[column] = float(read(handle))
+                    values = tuple(map(float, read(handle)))
                 except Exception:  # a reading this device does not support: empty, not zero
-                    row[column] = math.nan
+                    values = (math.nan,) * len(columns)
+                row.update(zip(columns, values))
             rows.append(row)
         return rows
 

@@ -15,7 +15,7 @@ process stops it, after the last answer, so the last scrape counts every request
 when the load process is gone.
 
     python -m burstbench.telemetry --run-dir DIR --every 1 [--metrics-url URL]
-        [--service-pid PID | --service-port PORT] [--named-by bundled] [--load-pid PID]
+        [--service-pid PID | --service-port PORT] [--load-pid PID]
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from pathlib import Path
 import psutil
 
 from burstbench.process_telemetry import GpuSampler, ProcessTreeSampler, listening_pids
+from burstbench.processes import log_tail, wait_until
 from burstbench.server_metrics import MetricsScraper, ScrapeError
 from burstbench.telemetry_files import (GPU_COLUMNS, GPU_FILE, NO_SERVER_METRICS, PROCESS_COLUMNS, PROCESSES_FILE,
                                         SERVER_METRICS_COLUMNS, SERVER_METRICS_FILE, TELEMETRY_FILE, summary_template)
@@ -72,7 +73,7 @@ class Collector:
     """What the sidecar process does each tick; also usable in-process by tests."""
 
     def __init__(self, run_dir: Path, every_s: float, metrics_url: str | None = None, service_pid: int | None = None,
-                 service_port: int | None = None, named_by: str | None = None, load_pid: int | None = None):
+                 service_port: int | None = None, load_pid: int | None = None):
         self.run_dir = Path(run_dir)
         self.every_s = every_s
         self._started_s = time.monotonic()
@@ -85,13 +86,12 @@ class Collector:
         self.gpus = _Table(self.run_dir / GPU_FILE, GPU_COLUMNS)
         procs = self.summary["processes"]
         procs.update(cpu_count=psutil.cpu_count(), memory_total_mb=round(psutil.virtual_memory().total / 2**20, 1))
-        self.service_port = service_port
+        self.service_pid, self.service_port = service_pid, service_port  # as named: one of the two
         self.service = None
         if service_pid is not None or service_port is not None:
             procs["service"] = {"pid": service_pid, "port": service_port,
-                                "named_by": named_by or ("pid" if service_pid is not None else "port"),
-                                "status": "absent"}
-            self._find_service(service_pid)
+                                "named_by": "pid" if service_pid is not None else "port", "status": "absent"}
+            self._find_service()
         # the load process, and (--processes) the workers it forked, each its own row; never this process
         self.load_pid = load_pid
         self.loads: dict[int, ProcessTreeSampler] = {}
@@ -102,9 +102,11 @@ class Collector:
         else:
             gpu.update(status="absent", reason=self.gpu.reason)
 
-    def _find_service(self, pid: int | None) -> None:
+    def _find_service(self) -> None:
+        """The sampler of the named pid, or of the process listening on the named port (found again after a
+        restart); None, and status gone, when it ended."""
         info = self.summary["processes"]["service"]
-        candidates = [pid] if pid is not None else listening_pids(self.service_port)
+        candidates = [self.service_pid] if self.service_pid is not None else listening_pids(self.service_port)
         for candidate in candidates:
             try:
                 self.service = ProcessTreeSampler(candidate, "service", exclude=(os.getpid(),))
@@ -135,22 +137,13 @@ class Collector:
 
     def tick(self) -> None:
         self._scrape()
-        rows = []
         if self.service is None and self.service_port is not None:
-            self._find_service(None)  # named by port: a restarted server is found again
-        if self.service is not None:
-            row = self.service.sample()
-            if row is None:
-                self._find_service(None) if self.service_port is not None else None
-                if self.service is None:
-                    self.summary["processes"]["service"]["status"] = "gone"
-            else:
-                rows.append(row)
-        for sampler in self._load_samplers():
-            row = sampler.sample()
-            if row is not None:
-                rows.append(row)
-        rows = [r for r in rows if not math.isnan(r["interval_s"])] if rows else rows
+            self._find_service()  # named by port: a restarted server is found again
+        service_row = self.service.sample() if self.service is not None else None
+        if self.service is not None and service_row is None:
+            self._find_service()  # its root ended: gone, or (by port) its successor's baseline
+        samples = [service_row] + [sampler.sample() for sampler in self._load_samplers()]
+        rows = [row for row in samples if row is not None]  # each sampler took its baseline when made
         if rows:
             self.processes.write(rows)
             procs = self.summary["processes"]
@@ -224,7 +217,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metrics-url")
     p.add_argument("--service-pid", type=int)
     p.add_argument("--service-port", type=int)
-    p.add_argument("--named-by")
     p.add_argument("--load-pid", type=int)
     args = p.parse_args(argv)
     try:
@@ -235,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()                       # process decides when the run ends, and stops us
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     collector = Collector(args.run_dir, args.every, args.metrics_url, args.service_pid, args.service_port,
-                          args.named_by, args.load_pid)
+                          args.load_pid)
     run_sidecar(collector, os.getppid(), stop)
     return 0
 
@@ -244,13 +236,12 @@ class TelemetrySidecar:
     """The load process's handle on the sidecar (plain subprocess calls: cooperative under gevent's patching)."""
 
     def __init__(self, run_dir: Path, every_s: float, metrics_url: str | None = None, service_pid: int | None = None,
-                 service_port: int | None = None, named_by: str | None = None):
+                 service_port: int | None = None):
         self.run_dir = Path(run_dir)
-        self.every_s = every_s
         self.cmd = [sys.executable, "-m", "burstbench.telemetry", "--run-dir", str(self.run_dir), "--every",
                     repr(float(every_s)), "--load-pid", str(os.getpid())]
         for flag, value in (("--metrics-url", metrics_url), ("--service-pid", service_pid),
-                            ("--service-port", service_port), ("--named-by", named_by)):
+                            ("--service-port", service_port)):
             if value is not None:
                 self.cmd += [flag, str(value)]
         self.proc: subprocess.Popen | None = None
@@ -263,13 +254,10 @@ class TelemetrySidecar:
             self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         finally:
             log.close()
-        deadline = time.monotonic() + timeout_s
-        while not self._summary_path.exists() and time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.problem = f"the telemetry sidecar exited with {self.proc.returncode} at start: {self._log_tail()}"
-                return self
-            time.sleep(0.05)
-        if not self._summary_path.exists():
+        wait_until(lambda: self._summary_path.exists() or self.proc.poll() is not None, timeout_s, every_s=0.05)
+        if not self._summary_path.exists() and self.proc.poll() is not None:
+            self.problem = f"the telemetry sidecar exited with {self.proc.returncode} at start: {self._log_tail()}"
+        elif not self._summary_path.exists():
             self.problem = f"the telemetry sidecar took no sample within {timeout_s:g} s; the run goes on without waiting"
         return self
 
@@ -293,10 +281,7 @@ class TelemetrySidecar:
         return summary
 
     def _log_tail(self) -> str:
-        try:
-            return " | ".join((self.run_dir / LOG_FILE).read_text().strip().splitlines()[-3:])[-400:]
-        except OSError:
-            return ""
+        return " | ".join(log_tail(self.run_dir / LOG_FILE, 400).strip().splitlines()[-3:])
 
 
 if __name__ == "__main__":
