@@ -3,6 +3,7 @@
     burstbench build-model [--size base|tiny] [--out DIR]      # and export every variant
     burstbench build-model --from CHECKPOINT_DIR_OR_HUB_ID --out DIR
     burstbench serve [--port 3000] [--model DIR] [--variant onnx-fp32] [--batching on|off]
+                     [--max-concurrency 1000] [--deadline-ms 0] [--timeout-s 60]
     burstbench build-llm [--size tiny|small] [--out DIR]              # an untrained causal LM for streaming tests
 """
 from __future__ import annotations
@@ -63,6 +64,11 @@ def main(argv=None) -> int:
     s.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default auto: CUDA when present")
     s.add_argument("--max-batch-size", type=int, default=None)
     s.add_argument("--max-latency-ms", type=int, default=None)
+    s.add_argument("--max-concurrency", type=int, default=None,
+                   help="requests in flight before answering 429 (default 1000; 0: unbounded)")
+    s.add_argument("--deadline-ms", type=int, default=None,
+                   help="drop queued work older than this (default 0: only X-Request-Timeout-Ms)")
+    s.add_argument("--timeout-s", type=int, default=None, help="BentoML's traffic timeout: 504 after it (default 60)")
 
     args = parser.parse_args(argv)
     if args.command == "build-model":
@@ -95,7 +101,9 @@ def main(argv=None) -> int:
     env = dict(os.environ)
     for name, value in (("MODEL", args.model), ("VARIANT", args.variant), ("BATCHING", args.batching),
                         ("DEVICE", args.device),
-                        ("MAX_BATCH_SIZE", args.max_batch_size), ("MAX_LATENCY_MS", args.max_latency_ms)):
+                        ("MAX_BATCH_SIZE", args.max_batch_size), ("MAX_LATENCY_MS", args.max_latency_ms),
+                        ("MAX_CONCURRENCY", args.max_concurrency), ("DEADLINE_MS", args.deadline_ms),
+                        ("TIMEOUT_S", args.timeout_s)):
         if value is not None:
             env[f"BURSTBENCH_{name}"] = str(Path(value).resolve()) if name == "MODEL" else str(value)
     try:

@@ -1,24 +1,34 @@
-"""ASGI middleware: reject oversized, non-JSON or malformed bodies with a clear 4xx.
+"""ASGI middleware: reject oversized, non-JSON or malformed bodies with a clear 4xx; start the request's clock.
 
 BentoML answers a body that is not JSON with a 500 and has no body-size limit, so the
-checks happen here, before its handler sees the request.
+checks happen here, before its handler sees the request. The request's deadline
+(service/deadlines.py) starts when it is received here, and a request whose deadline
+has passed by the time its body is in is answered at once, before it reaches the queue.
 """
 from __future__ import annotations
 
 import json
 import sys
 
+from . import deadlines
+from .deadlines import respond as _reject
+
 
 class JsonBodyGuard:
-    def __init__(self, app, max_body_bytes: int, paths: tuple[str, ...]):
+    def __init__(self, app, max_body_bytes: int, paths: tuple[str, ...], deadline_ms: int = 0):
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.paths = paths
+        self.deadline_ms = deadline_ms  # BURSTBENCH_DEADLINE_MS, 0: none
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            clock = deadlines.clock_for(headers.get(deadlines.HEADER.lower()), self.deadline_ms)
+        except ValueError as err:
+            return await _reject(send, 400, str(err))
         media_type = headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if media_type != "application/json":
             return await _reject(send, 415, f"Content-Type must be application/json (got {media_type!r})")
@@ -49,26 +59,10 @@ class JsonBodyGuard:
         if not isinstance(parsed, dict):
             return await _reject(send, 400, 'body must be a JSON object such as {"text": "..."}')
 
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        return await self.app(scope, replay, send)
+        if clock.expired():  # e.g. a slow upload: answered now rather than after a wait in the queue
+            return await _reject(send, deadlines.DROPPED_STATUS, clock.drop("arrival"))
+        return await deadlines.run_with_clock(self.app, scope, body, receive, send, clock)
 
     def _too_large(self, size: int) -> str:
         return f"body of {size} bytes is over the limit of {self.max_body_bytes} bytes (BURSTBENCH_MAX_BODY_BYTES)"
 
-
-async def _reject(send, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-    })
-    await send({"type": "http.response.body", "body": body})

@@ -24,6 +24,12 @@ class ServiceSettings:
     max_body_bytes: int = 64 * 1024
     timeout_s: int = 60
     threads: int = 0  # 0: cores / model workers
+    # Admission and deadlines (docs/service.md, "Deadlines and admission").
+    max_concurrency: int = 1000  # 0: unbounded; more in flight are answered 429 at once
+    deadline_ms: int = 0  # ceiling on every request's deadline; 0: only the client's X-Request-Timeout-Ms
+    # Test and disruption aids: a slow model start, a slower model.
+    start_delay_s: float = 0.0
+    compute_delay_ms: int = 0
 
     @classmethod
     def from_env(cls, env=os.environ) -> "ServiceSettings":
@@ -54,6 +60,11 @@ class ServiceSettings:
             max_body_bytes=get("MAX_BODY_BYTES", int, lambda v: 64 <= v <= 64 * 2**20, "an integer in [64, 67108864]"),
             timeout_s=get("TIMEOUT_S", int, lambda v: 1 <= v <= 3600, "an integer in [1, 3600]"),
             threads=get("THREADS", int, lambda v: 0 <= v <= 256, "an integer in [0, 256] (0: automatic)"),
+            max_concurrency=get("MAX_CONCURRENCY", int, lambda v: 0 <= v <= 100_000,
+                                "an integer in [0, 100000] (0: unbounded)"),
+            deadline_ms=get("DEADLINE_MS", int, lambda v: 0 <= v <= 3_600_000, "an integer in [0, 3600000] (0: none)"),
+            start_delay_s=get("START_DELAY_S", float, lambda v: 0 <= v <= 600, "a number of seconds in [0, 600]"),
+            compute_delay_ms=get("COMPUTE_DELAY_MS", int, lambda v: 0 <= v <= 60_000, "an integer in [0, 60000]"),
         )
 
     def describe(self) -> dict:
