@@ -126,6 +126,17 @@ sweep: install
 	  $(if $(VARIANT),--variant $(VARIANT)) $(if $(BATCHING),--batching $(BATCHING)) $(if $(RATES),--rates $(RATES)) \
 	  $(if $(PROCESSES),--processes $(PROCESSES)) $(if $(TRACE),--trace $(TRACE))
 
+# Soak: one long bursty run against the bundled service, then per-window throughput and p50/p99, failures, RSS,
+# a leak verdict per process and a latency drift verdict (docs/soak.md). SCENARIO defaults to extreme here.
+# make soak [MINUTES=60] [RATE=5] [SCENARIO=extreme] [WINDOW_S=300]
+MINUTES ?= 60
+RATE ?= 5
+.PHONY: soak
+soak: install
+	$(BB) soak --minutes $(MINUTES) --rate $(RATE) --scenario $(if $(filter command line environment,$(origin SCENARIO)),$(SCENARIO),extreme) \
+	  --seed $(SEED) --port $(PORT) $(if $(VARIANT),--variant $(VARIANT)) $(if $(BATCHING),--batching $(BATCHING)) \
+	  $(if $(WINDOW_S),--window-s $(WINDOW_S))
+
 # Generator accuracy judged from the wire (a packet capture on loopback) against Debian's nginx answering a
 # fixed body: burstbench's dispatchers, Locust's constant_throughput and AIPerf (own venv under build/) side by side.
 # make bench-generator [GEN_CASES=exponential@200x4000,gamma:0.5@20x1200,...] [GEN_DISPATCHERS=timerfd,spin,sleep]
@@ -175,7 +186,7 @@ bench-telemetry: install nginx tcpdump
 
 # Generated malformed traffic (schemathesis) against the service's own OpenAPI schema; zero 5xx is the target.
 # FUZZ_URL=http://host:port fuzzes a running service; otherwise the tiny model's own server is started.
-FUZZ_CASES ?= 500
+FUZZ_CASES ?= 2000
 fuzz: install
 	$(BB) fuzz --cases $(FUZZ_CASES) --seed $(SEED) $(if $(FUZZ_URL),--url $(FUZZ_URL))
 

@@ -37,6 +37,9 @@ COMMANDS = {
     "sweep": Command("burstbench.experiments.sweep", (), "capacity sweep: open-loop rate steps per arrival process "
                      "until the p99 SLO breaks", "burstbench sweep --rates 2,4,8 --processes steady --slo-p99-ms 500",
                      "load"),
+    "soak": Command("burstbench.experiments.soak", (), "a long bursty run against the bundled service: per-window "
+                    "throughput and p50/p99, RSS leak and latency drift verdicts",
+                    "burstbench soak --minutes 60 --rate 5 --scenario extreme", "load"),
     "resilience": Command("burstbench.resilience.__main__", (), "disrupt the service on a plan while load runs, "
                           "and report recovery", "burstbench resilience run --plan local-default", "load"),
     "bench-generator": Command("burstbench.experiments.bench_generator", (), "how precisely each dispatcher and "
