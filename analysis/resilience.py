@@ -16,6 +16,30 @@ Time to recovery: from the disruption to the send of the first request of the fi
 bad request (failed or slow). A window without a bad request had no impact (recovery 0 s). A
 window with no such run is "not recovered": before the next disruption, or before the run
 ended, which for the last window means the service did not come back while it was measured.
+
+Recovery as users see it (seconds from the disruption to a request's send, like the others;
+"after ready" ones are those minus ``ready_again_s``, when /readyz answered 200 again, so
+negative when requests succeeded before the readiness poll saw 200):
+
+- ``first_good_s``: the send of the first good request after the window's first bad one (0 when
+  nothing was bad; empty when no good one followed). ``first_good_after_ready_s``: minus ready_again_s.
+- ``steady_p99_back_s``: latency back to the steady p99. The send of the first request of the first
+  run of ``consecutive_ok`` requests in a row (by send time) that are each ok within
+  ``steady p99 x (1 + steady_tolerance)`` and that starts after the window's first bad request (0
+  when nothing was bad; empty when no such run, or no steady p99). A run of N, not a rolling p99:
+  the p99 of a handful of requests is their maximum anyway, and "each of N in a row" is exact, needs
+  no interpolation and is as strict as a rolling max; N = 10 steady requests are all within the
+  steady p99 with probability 0.99^10 = 0.90, so a recovered service is seen back within a few runs.
+  The first such run counts, as for recovery: a relapse later in the window is not looked for (the
+  timeline shows it). ``steady_after_ready_s``: minus ready_again_s.
+- ``lost``: sent - ok - failed, the requests of the window without an outcome (ok neither 1 nor 0;
+  must be 0); the total row's is run.json's started requests (counts.sent) minus the rows with an outcome.
+- ``readiness``: "yes" when /readyz answered 200 again within the plan's ``ready_deadline_s``,
+  else "not ready within the plan's readiness deadline (N s)".
+
+Targets (the plan's [recovery], printed as verdicts): the first good answer within
+``first_good_within_s`` of /readyz answering again, back to the steady p99 within
+``steady_within_s`` of it, and nothing lost.
 """
 from __future__ import annotations
 
@@ -28,9 +52,11 @@ import pandas as pd
 from .runs import RunFolder, RunError, load_run
 
 DISRUPTIONS_FILE = "disruptions.json"
-DEFAULT_RECOVERY = {"consecutive_ok": 10, "latency_factor": 3.0, "min_threshold_ms": 100.0}
+DEFAULT_RECOVERY = {"consecutive_ok": 10, "latency_factor": 3.0, "min_threshold_ms": 100.0, "steady_tolerance": 0.1,
+                    "ready_deadline_s": 60.0, "first_good_within_s": 2.0, "steady_within_s": 10.0}
 COLUMNS = ("window", "at_s", "sent", "ok", "failed", "failure_kinds", "first_failure_s", "recovery_s", "recovered",
-           "worst_ok_latency_ms", "in_flight_failed", "ready_again_s")
+           "worst_ok_latency_ms", "in_flight_failed", "ready_again_s",
+           "first_good_s", "first_good_after_ready_s", "steady_p99_back_s", "steady_after_ready_s", "lost", "readiness")
 
 
 def load_disruptions(run: RunFolder) -> dict:
@@ -70,8 +96,7 @@ def disruption_items(run: RunFolder, doc: dict) -> list[dict]:
 
 def recovery_settings(run: RunFolder) -> dict:
     settings = {**DEFAULT_RECOVERY, **((run.record.resilience or {}).get("recovery") or {})}
-    return {"consecutive_ok": int(settings["consecutive_ok"]), "latency_factor": float(settings["latency_factor"]),
-            "min_threshold_ms": float(settings["min_threshold_ms"])}
+    return {key: int(settings[key]) if key == "consecutive_ok" else float(settings[key]) for key in DEFAULT_RECOVERY}
 
 
 def steady_threshold_ms(steady_ok_latency_ms: np.ndarray, settings: dict) -> tuple[float, float]:
@@ -85,14 +110,31 @@ def recovery_offset_s(sent_s: np.ndarray, good: np.ndarray, consecutive_ok: int)
 
     ``sent_s`` and ``good`` are in send order. 0.0 when nothing was bad; None when no such run exists.
     """
+    return steady_back_offset_s(sent_s, good, good, consecutive_ok)
+
+
+def steady_back_offset_s(sent_s: np.ndarray, good: np.ndarray, at_steady: np.ndarray, consecutive_ok: int) -> float | None:
+    """Seconds to the first run of ``consecutive_ok`` ``at_steady`` requests that starts after the first bad one.
+
+    All three in send order. 0.0 when nothing was bad (not ``good``); None when no such run exists.
+    """
     bad = np.flatnonzero(~good)
     if bad.size == 0:
         return 0.0
-    runs = pd.Series(good.astype(int)).rolling(consecutive_ok).sum().to_numpy()
+    runs = pd.Series(at_steady.astype(int)).rolling(consecutive_ok).sum().to_numpy()
     ends = np.flatnonzero(runs == consecutive_ok)  # index of the last request of each full run
     starts = ends - consecutive_ok + 1
     after = starts[starts > bad[0]]
     return float(sent_s[after[0]]) if after.size else None
+
+
+def first_good_offset_s(sent_s: np.ndarray, good: np.ndarray) -> float | None:
+    """Seconds to the send of the first good request after the first bad one; 0.0 when nothing was bad, else None."""
+    bad = np.flatnonzero(~good)
+    if bad.size == 0:
+        return 0.0
+    later = np.flatnonzero(good[bad[0] + 1:])
+    return float(sent_s[bad[0] + 1 + later[0]]) if later.size else None
 
 
 def resilience_table(run: RunFolder, doc: dict | None = None) -> pd.DataFrame:
@@ -104,6 +146,7 @@ def resilience_table(run: RunFolder, doc: dict | None = None) -> pd.DataFrame:
     sent = rows["sent_epoch"].to_numpy(dtype=float)
     done = sent + rows["latency_ms"].to_numpy(dtype=float) / 1000
     ok = rows["ok"].to_numpy() == 1
+    failed_rows = rows["ok"].to_numpy() == 0
     latency = rows["latency_ms"].to_numpy(dtype=float)
     kinds = rows["failure_kind"].fillna("").astype(str).to_numpy()
     epochs = np.array([float(item["epoch"]) for item in items])
@@ -117,6 +160,7 @@ def resilience_table(run: RunFolder, doc: dict | None = None) -> pd.DataFrame:
     else:  # the service was failing before any disruption: say so, judge by success alone
         p99, threshold = float("nan"), float("inf")
     good = ok & (latency <= threshold)
+    at_steady = ok & (latency <= p99 * (1 + settings["steady_tolerance"]))  # all False without a steady p99
 
     records = []
     for k in range(len(items) + 1):
@@ -124,11 +168,14 @@ def resilience_table(run: RunFolder, doc: dict | None = None) -> pd.DataFrame:
         start = first_sent if k == 0 else epochs[k - 1]
         rec = {"window": "steady (before the first disruption)" if k == 0 else items[k - 1]["label"],
                "at_s": round(start - first_sent, 2), "sent": int(mask.sum()), "ok": int((mask & ok).sum()),
-               "failed": int((mask & ~ok).sum()),
+               "failed": int((mask & failed_rows).sum()),
+               "lost": int(mask.sum() - (mask & ok).sum() - (mask & failed_rows).sum()),
                "failure_kinds": _kinds(kinds[mask & ~ok]),
                "worst_ok_latency_ms": float(latency[mask & ok].max()) if (mask & ok).any() else np.nan}
         if k == 0:
-            rec.update(first_failure_s=np.nan, recovery_s=np.nan, recovered="", in_flight_failed=0, ready_again_s=np.nan)
+            rec.update(first_failure_s=np.nan, recovery_s=np.nan, recovered="", in_flight_failed=0, ready_again_s=np.nan,
+                       first_good_s=np.nan, first_good_after_ready_s=np.nan, steady_p99_back_s=np.nan,
+                       steady_after_ready_s=np.nan, readiness="")
         else:
             item = items[k - 1]
             failed_sent = sent[mask & ~ok]
@@ -140,15 +187,32 @@ def resilience_table(run: RunFolder, doc: dict | None = None) -> pd.DataFrame:
                                 else "not recovered (run ended)" if last else "not recovered (before next disruption)")
             rec["in_flight_failed"] = int(((sent < start) & (done >= start) & ~ok).sum())
             ready = item.get("readyz_ok_after_s")
-            rec["ready_again_s"] = np.nan if ready is None else float(ready)
+            rec["ready_again_s"] = ready_s = np.nan if ready is None else float(ready)
+            rec.update(_users_view(sent[mask] - start, good[mask], at_steady[mask], settings, ready_s))
         records.append(rec)
     table = pd.DataFrame(records, columns=list(COLUMNS))
+    counts = run.record.counts
+    started = counts.sent if counts is not None and counts.sent is not None else int(table["sent"].sum())
     total = {"window": "total", "at_s": np.nan, "sent": int(table["sent"].sum()), "ok": int(table["ok"].sum()),
              "failed": int(table["failed"].sum()), "failure_kinds": _kinds(kinds[~ok]),
+             "lost": int(started - table["ok"].sum() - table["failed"].sum()), "readiness": "",
              "worst_ok_latency_ms": float(latency[ok].max()) if ok.any() else np.nan}
     table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)[list(COLUMNS)]
     table.attrs.update(steady_p99_ms=p99, threshold_ms=threshold, **settings)
     return table
+
+
+def _users_view(sent_s: np.ndarray, good: np.ndarray, at_steady: np.ndarray, settings: dict, ready_s: float) -> dict:
+    """One disruption window's first good answer, return to the steady p99 and readiness (the module's docstring)."""
+    first_good = first_good_offset_s(sent_s, good)
+    back = steady_back_offset_s(sent_s, good, at_steady, settings["consecutive_ok"])
+    first_good_s = np.nan if first_good is None else round(first_good, 2)
+    back_s = np.nan if back is None else round(back, 2)
+    deadline_s = settings["ready_deadline_s"]
+    return {"first_good_s": first_good_s, "first_good_after_ready_s": round(first_good_s - ready_s, 2),
+            "steady_p99_back_s": back_s, "steady_after_ready_s": round(back_s - ready_s, 2),
+            "readiness": "yes" if ready_s <= deadline_s else
+                         f"not ready within the plan's readiness deadline ({deadline_s:g} s)"}
 
 
 def _kinds(values: np.ndarray) -> str:
@@ -157,7 +221,7 @@ def _kinds(values: np.ndarray) -> str:
 
 
 def check_totals(run: RunFolder, table: pd.DataFrame) -> list[str]:
-    """Problems with the accounting (empty when the windows add up to the run's counts)."""
+    """Problems with the accounting (empty when the windows add up to the run's counts and nothing was lost)."""
     total = table.iloc[-1]
     problems = []
     if not total["sent"] == total["ok"] + total["failed"]:
@@ -167,20 +231,75 @@ def check_totals(run: RunFolder, table: pd.DataFrame) -> list[str]:
     counts = run.record.counts
     if counts is not None and counts.rows is not None and counts.rows != total["sent"]:
         problems.append(f"run.json counts {counts.rows} rows, the windows {total['sent']}")
+    for name, expected in (("ok", None if counts is None else counts.ok), ("failed", None if counts is None else counts.failed)):
+        if expected is not None and expected != total[name]:
+            problems.append(f"run.json counts {expected} {name}, the windows {total[name]}")
+    if total["lost"]:
+        problems.append(f"{total['lost']} requests lost (started, per run.json, without an outcome)")
+    if counts is not None and counts.not_sent:
+        problems.append(f"{counts.not_sent} planned requests never sent")
     if run.dropped_rows:
         problems.append(f"{run.dropped_rows} incomplete rows in requests.csv were left out")
     return problems
 
 
+def _seconds(v) -> str:
+    return "" if pd.isna(v) else f"{v:.1f}"
+
+
 def format_table(table: pd.DataFrame) -> str:
-    shown = table.copy().astype(object)
+    """The requests per window: counts, failures, recovery (the first table of resilience.md)."""
+    shown = table.loc[:, list(COLUMNS[:12])].astype(object)
     shown.loc[shown["window"] == "total", ["recovered", "in_flight_failed"]] = ""
     for col in ("at_s", "first_failure_s", "recovery_s", "ready_again_s", "worst_ok_latency_ms"):
-        shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
+        shown[col] = shown[col].map(_seconds)
     shown.loc[(table["window"] != "total") & table["ready_again_s"].isna() & (table.index > 0), "ready_again_s"] = "never"
     shown.columns = ["window", "at (s)", "sent", "ok", "failed", "failure kinds", "first failure (s)",
                      "recovery (s)", "recovered", "worst ok latency (ms)", "in-flight failed", "/readyz again (s)"]
     return shown.to_markdown(index=False)
+
+
+def format_users_table(table: pd.DataFrame) -> str:
+    """Recovery as users see it, per disruption window, and the lost requests (the second table)."""
+    shown = table.loc[1:, ["window", "ready_again_s", "readiness", "first_good_s", "first_good_after_ready_s",
+                           "steady_p99_back_s", "steady_after_ready_s", "lost"]].astype(object)
+    for col in ("ready_again_s", "first_good_s", "first_good_after_ready_s", "steady_p99_back_s", "steady_after_ready_s"):
+        shown[col] = shown[col].map(_seconds)
+    shown.loc[(shown["window"] != "total") & (shown["ready_again_s"] == ""), "ready_again_s"] = "never"
+    shown.columns = ["window", "/readyz again (s)", "ready in deadline", "first good (s)", "first good after ready (s)",
+                     "steady p99 back (s)", "steady after ready (s)", "lost"]
+    return shown.to_markdown(index=False)
+
+
+def _verdict(what: str, after_ready_s, target_s: float, row, never: str) -> tuple[bool, str]:
+    if pd.isna(row["ready_again_s"]):
+        return False, f"{what}: NOT MET (/readyz never answered 200 again)"
+    if pd.isna(after_ready_s):
+        return False, f"{what}: NOT MET ({never})"
+    met = after_ready_s <= target_s
+    return met, f"{what} {after_ready_s:.1f} s after /readyz (target {target_s:g} s): {'met' if met else 'NOT MET'}"
+
+
+def verdicts(table: pd.DataFrame) -> list[str]:
+    """The plan's targets, one line per disruption window, and a last line for the run."""
+    a = table.attrs
+    steady = np.isfinite(a["steady_p99_ms"])
+    lines, met_windows = [], 0
+    body = table.iloc[1:-1]
+    for _, row in body.iterrows():
+        checks = [_verdict("first good answer", row["first_good_after_ready_s"], a["first_good_within_s"], row,
+                           "no good answer followed the first bad one"),
+                  _verdict("back to the steady p99", row["steady_after_ready_s"], a["steady_within_s"], row,
+                           "latency not back to the steady p99" if steady else "no steady p99 to come back to"),
+                  (row["lost"] == 0, f"lost {row['lost']}: {'met' if row['lost'] == 0 else 'NOT MET'}")]
+        if row["readiness"] != "yes":
+            checks.append((False, row["readiness"]))
+        met_windows += all(ok for ok, _ in checks)
+        lines.append(f"- {row['window']}: " + "; ".join(text for _, text in checks))
+    total = table.iloc[-1]
+    lines.append(f"Targets met in {met_windows} of {len(body)} disruption windows; lost in the whole run: "
+                 f"{total['lost']} ({'met' if total['lost'] == 0 else 'NOT MET'}).")
+    return lines
 
 
 def report_text(run: RunFolder, table: pd.DataFrame, doc: dict) -> str:
@@ -202,12 +321,23 @@ def report_text(run: RunFolder, table: pd.DataFrame, doc: dict) -> str:
              + f"recovered = {a['consecutive_ok']} good requests in a row (by send time) after the first bad one", "",
              format_table(table), "",
              "'at' is seconds since the first send. Other times are seconds from the disruption to the *send* of the request concerned; windows by send time. "
-             "'/readyz again' is when the service's readiness endpoint answered 200 again (polled twice a second).",
+             "'/readyz again' is when the service's readiness endpoint answered 200 again (polled twice a second).", "",
+             format_users_table(table), "",
+             f"'first good': the first good request after the first bad one. 'steady p99 back': the first of "
+             f"{a['consecutive_ok']} requests in a row each ok within the steady p99 x {1 + a['steady_tolerance']:g} "
+             f"after the first bad one. 'after ready': minus '/readyz again' (negative: answers came before the poll "
+             f"saw 200). 'ready in deadline': /readyz again within the plan's readiness deadline "
+             f"({a['ready_deadline_s']:g} s). 'lost': sent - ok - failed; the total's: run.json's started requests "
+             "without an outcome.", "",
+             f"Targets: first good answer within {a['first_good_within_s']:g} s of /readyz answering again, back to "
+             f"the steady p99 within {a['steady_within_s']:g} s of it, none lost.",
+             *verdicts(table), "",
              f"Service ready at the end of the run: {'yes' if doc.get('service_ready_at_end') else 'NO'}.",
-             "Accounting: " + ("the windows add up to the run's counts (sent = ok + failed)." if not problems
+             "Accounting: " + ("the windows add up to the run's counts (sent = ok + failed), none lost." if not problems
                                else "; ".join(problems))]
     for i, item in enumerate(doc["disruptions"], 1):
-        facts = [f"{key} {item[key]}" for key in ("pids_killed", "pids_stopped", "respawned_worker_pid",
+        facts = [f"{key} {item[key]}" for key in ("pids_killed", "pids_stopped", "workers_before", "workers_after",
+                                                 "limit_mb", "oom_kills", "delay_s", "respawned_worker_pid",
                                                  "respawned_worker_seen_after_s", "restarted_server_pid",
                                                  "restarted_server_seen_after_s", "argv", "returncode", "error")
                  if item.get(key) not in (None, [], "")]

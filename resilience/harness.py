@@ -191,8 +191,9 @@ class Harness:
 
         if d.action == "command":
             return act.run_command(d, self.plan.kubernetes.command_timeout_s, note=note)
-        return {"kill-worker": act.kill_worker, "freeze-server": act.freeze_server,
-                "kill-server": act.kill_server}[d.action](self.server, d, note=note)
+        return {"kill-worker": act.kill_worker, "freeze-server": act.freeze_server, "kill-server": act.kill_server,
+                "stop-worker": act.stop_worker, "memory-limit": act.memory_limit,
+                "slow-start": act.slow_start}[d.action](self.server, d, note=note)
 
     def _watch_ready(self, record: dict, deadline_epoch: float):
         result: dict = {}

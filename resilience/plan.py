@@ -15,10 +15,19 @@
     consecutive_ok = 10                   # N requests in a row by send time, all ok ...
     latency_factor = 3.0                  # ... each within max(factor x steady p99, min_threshold_ms)
     min_threshold_ms = 100.0
+    steady_tolerance = 0.1                # "back to steady": N in a row within steady p99 x (1 + this)
+    ready_deadline_s = 60                 # /readyz later than this: "not ready within the readiness deadline"
+    first_good_within_s = 2               # targets (verdicts): the first good answer this soon after /readyz ...
+    steady_within_s = 10                  # ... and latency back to the steady p99 this soon after it
     [[disruption]]
     at_s = 20                             # seconds after the load starts
-    action = "kill-worker"                # kill-worker, freeze-server (for_s = ...), kill-server, command
+    action = "kill-worker"                # one of the actions below
     label = "kill -9 one BentoML worker"  # optional: the timeline's marker
+
+Local actions: kill-worker, freeze-server (for_s), kill-server, stop-worker (for_s: SIGSTOP the worker
+alone), memory-limit (for_s, and limit_mb or limit_fraction: an RSS limit enforced as a container's
+OOM killer would, resilience/disruptions.py says how) and slow-start (delay_s: the server is killed and
+its restart policy starts it with BURSTBENCH_START_DELAY_S; supervisord plans only). k8s: command.
 
 Every error is one line naming the file, the field and what is accepted.
 """
@@ -36,12 +45,15 @@ from burstbench.spec import LoadSpec
 PLANS_DIR = Path(__file__).resolve().parent / "plans"
 TARGETS = ("local", "k8s")
 SUPERVISORS = ("supervisord", "none")
-LOCAL_ACTIONS = ("kill-worker", "freeze-server", "kill-server")
+LOCAL_ACTIONS = ("kill-worker", "freeze-server", "kill-server", "stop-worker", "memory-limit", "slow-start")
+TIMED_ACTIONS = {"freeze-server": "seconds frozen", "stop-worker": "seconds stopped",
+                 "memory-limit": "seconds the limit holds"}  # the actions with a for_s
 K8S_ACTIONS = ("command",)
 # Placeholders a command may use; each value is shell-quoted when substituted.
 PLACEHOLDERS = ("kubectl", "namespace", "deployment", "selector", "context")
 DEFAULT_LABELS = {"kill-worker": "kill -9 one BentoML worker", "freeze-server": "SIGSTOP the server",
-                  "kill-server": "kill -9 the whole server"}
+                  "kill-server": "kill -9 the whole server", "stop-worker": "SIGSTOP one BentoML worker",
+                  "memory-limit": "worker memory limit", "slow-start": "slow server start"}
 
 
 # A plan's load unless it says otherwise: Poisson at 5 requests/s, a 5 s timeout, 40 users.
@@ -78,6 +90,10 @@ class Recovery:
     consecutive_ok: int = 10
     latency_factor: float = 3.0
     min_threshold_ms: float = 100.0
+    steady_tolerance: float = 0.1      # back to steady: consecutive_ok in a row within steady p99 x (1 + this)
+    ready_deadline_s: float = 60.0     # the readiness deadline (a startup probe's): later is "not ready"
+    first_good_within_s: float = 2.0   # target: first good answer at most this long after /readyz answered again
+    steady_within_s: float = 10.0      # target: back to the steady p99 at most this long after /readyz
 
 
 @dataclass(frozen=True)
@@ -101,7 +117,10 @@ class Disruption:
     at_s: float
     action: str
     label: str
-    for_s: float = 0.0          # freeze-server: seconds between SIGSTOP and SIGCONT
+    for_s: float = 0.0          # freeze-server, stop-worker: seconds between SIGSTOP and SIGCONT; memory-limit: held
+    delay_s: float = 0.0        # slow-start: BURSTBENCH_START_DELAY_S of the restarted server
+    limit_mb: float = 0.0       # memory-limit: the worker's RSS limit in MiB ...
+    limit_fraction: float = 0.0  # ... or as a fraction of its RSS when the limit is set
     command: str = ""           # command: the template as written in the plan
     argv: tuple[str, ...] = ()  # command: the rendered command line, split as the shell would
 
@@ -133,10 +152,23 @@ class Plan:
             k = self.kubernetes
             lines.append(f"cluster: namespace {k.namespace}, deployment {k.deployment}, selector {k.selector}, "
                          f"context {k.context or '(kubectl current context)'}, load to {k.url or '(--host)'}")
+        r = self.recovery
+        lines.append(f"recovery: {r.consecutive_ok} good in a row (ok within max({r.latency_factor:g} x steady p99, "
+                     f"{r.min_threshold_ms:g} ms)); back to steady: {r.consecutive_ok} in a row within steady p99 x "
+                     f"{1 + r.steady_tolerance:g}; readiness deadline {r.ready_deadline_s:g} s")
+        lines.append(f"targets: first good answer within {r.first_good_within_s:g} s of /readyz answering again, "
+                     f"back to the steady p99 within {r.steady_within_s:g} s of it, none lost")
         for i, d in enumerate(self.disruptions, 1):
             what = {"kill-worker": "kill -9 one worker process of the server (BentoML respawns it)",
                     "freeze-server": f"SIGSTOP every server process, SIGCONT after {d.for_s:g} s",
                     "kill-server": "kill -9 every server process (arbiter and workers)",
+                    "stop-worker": f"SIGSTOP one worker process (the arbiter runs on), SIGCONT after {d.for_s:g} s",
+                    "memory-limit": "kill -9 any worker whose RSS exceeds "
+                                    + (f"{d.limit_mb:g} MiB" if d.limit_mb else
+                                       f"{d.limit_fraction:g} x the worker's RSS now")
+                                    + f", for {d.for_s:g} s (as a container's OOM killer)",
+                    "slow-start": f"kill -9 the server; supervisord restarts it with BURSTBENCH_START_DELAY_S="
+                                  f"{d.delay_s:g} (readiness deadline {self.recovery.ready_deadline_s:g} s)",
                     "command": d.command_line}[d.action]
             lines.append(f"{i}. at {d.at_s:g} s: {d.label}: {what}")
         return "\n".join(lines)
@@ -185,14 +217,20 @@ def parse_plan(raw: dict, path: Path) -> Plan:
     except ParameterError as err:
         raise PlanError(err.in_file(str(path))) from None
     rec_raw = f.table(raw, "recovery")
-    f.only(rec_raw, "recovery.", ("consecutive_ok", "latency_factor", "min_threshold_ms"))
+    f.only(rec_raw, "recovery.", tuple(Recovery.__dataclass_fields__))
     r = Recovery()
+    seconds = "a number of seconds in (0, 3600]"
     recovery = Recovery(
         consecutive_ok=f.integer(rec_raw, "recovery.consecutive_ok", r.consecutive_ok, 1, 10_000),
         latency_factor=f.number(rec_raw, "recovery.latency_factor", r.latency_factor, lambda v: 1 <= v <= 1000,
                                 "a number in [1, 1000]"),
         min_threshold_ms=f.number(rec_raw, "recovery.min_threshold_ms", r.min_threshold_ms, lambda v: 0 <= v <= 600_000,
                                   "a number of milliseconds in [0, 600000]"),
+        steady_tolerance=f.number(rec_raw, "recovery.steady_tolerance", r.steady_tolerance, lambda v: 0 <= v <= 10,
+                                  "a number in [0, 10] (0.1: within 10 % of the steady p99)"),
+        ready_deadline_s=f.number(rec_raw, "recovery.ready_deadline_s", r.ready_deadline_s, _in_hour, seconds),
+        first_good_within_s=f.number(rec_raw, "recovery.first_good_within_s", r.first_good_within_s, _in_hour, seconds),
+        steady_within_s=f.number(rec_raw, "recovery.steady_within_s", r.steady_within_s, _in_hour, seconds),
     )
     server_raw = f.table(raw, "server")
     k8s_raw = f.table(raw, "kubernetes")
@@ -215,13 +253,18 @@ def parse_plan(raw: dict, path: Path) -> Plan:
         command_timeout_s=f.number(k8s_raw, "kubernetes.command_timeout_s", k.command_timeout_s,
                                    lambda v: 0 < v <= 3600, "a number of seconds in (0, 3600]"),
     )
-    disruptions = _disruptions(f, raw.get("disruption"), target, load, kubernetes)
+    disruptions = _disruptions(f, raw.get("disruption"), target, load, kubernetes, supervisor)
     name = f.text(raw, "name", path.stem)
     return Plan(name=name, path=path, target=target, description=f.text(raw, "description", "", allow_empty=True),
                 load=load, recovery=recovery, supervisor=supervisor, kubernetes=kubernetes, disruptions=disruptions)
 
 
-def _disruptions(f: "_Fields", raw, target: str, load: Load, kubernetes: Kubernetes) -> tuple[Disruption, ...]:
+def _in_hour(v: float) -> bool:
+    return 0 < v <= 3600
+
+
+def _disruptions(f: "_Fields", raw, target: str, load: Load, kubernetes: Kubernetes,
+                 supervisor: str) -> tuple[Disruption, ...]:
     path = f.path
     if not isinstance(raw, list) or not raw:
         raise PlanError(f"{path}: needs at least one [[disruption]] with at_s and action")
@@ -231,19 +274,22 @@ def _disruptions(f: "_Fields", raw, target: str, load: Load, kubernetes: Kuberne
         where = f"disruption[{i}]."
         if not isinstance(item, dict):
             raise PlanError(f"{path}: disruption[{i}] must be a table ([[disruption]])")
-        f.only(item, where, ("at_s", "action", "label", "for_s", "command"))
+        f.only(item, where, ("at_s", "action", "label", "for_s", "command", "delay_s", "limit_mb", "limit_fraction"))
         if "at_s" not in item:
             raise PlanError(f"{path}: {where}at_s is required (seconds after the load starts, in (0, load.duration))")
         at_s = f.number(item, f"{where}at_s", None, lambda v: 0 < v < load.duration_s,
                         f"a number of seconds in (0, {load.duration_s:g}) (inside load.duration)")
         action = f.choice(item, f"{where}action", actions, default=None)
         for_s = 0.0
-        if action == "freeze-server":
-            for_s = f.number(item, f"{where}for_s", None, lambda v: 0 < v <= 3600, "a number of seconds in (0, 3600]")
+        if action in TIMED_ACTIONS:
+            for_s = f.number(item, f"{where}for_s", None, _in_hour, "a number of seconds in (0, 3600]")
             if for_s is None:
-                raise PlanError(f"{path}: {where}for_s is required for freeze-server (seconds frozen, in (0, 3600])")
+                raise PlanError(f"{path}: {where}for_s is required for {action} ({TIMED_ACTIONS[action]}, in (0, 3600])")
         elif "for_s" in item:
-            raise PlanError(f"{path}: {where}for_s applies only to action = \"freeze-server\"")
+            raise PlanError(f"{path}: {where}for_s applies only to action = "
+                            + " or ".join(f'"{a}"' for a in TIMED_ACTIONS))
+        limit_mb, limit_fraction = _memory_limit(f, item, where, action)
+        delay_s = _start_delay(f, item, where, action, supervisor)
         command, argv = "", ()
         if action == "command":
             command = f.text(item, f"{where}command", None)
@@ -262,8 +308,41 @@ def _disruptions(f: "_Fields", raw, target: str, load: Load, kubernetes: Kuberne
         if at_s + for_s >= load.duration_s:
             raise PlanError(f"{path}: {where}for_s = {for_s:g} s from at_s = {at_s:g} s ends after load.duration = "
                             f"{load.duration_s:g} s")
-        out.append(Disruption(at_s=at_s, action=action, label=label, for_s=for_s, command=command, argv=argv))
+        out.append(Disruption(at_s=at_s, action=action, label=label, for_s=for_s, command=command, argv=argv,
+                              delay_s=delay_s, limit_mb=limit_mb, limit_fraction=limit_fraction))
     return tuple(out)
+
+
+def _memory_limit(f: "_Fields", item: dict, where: str, action: str) -> tuple[float, float]:
+    """memory-limit's limit: exactly one of limit_mb (MiB) and limit_fraction (of the worker's RSS then)."""
+    given = [key for key in ("limit_mb", "limit_fraction") if key in item]
+    if action != "memory-limit":
+        if given:
+            raise PlanError(f"{f.path}: {where}{given[0]} applies only to action = \"memory-limit\"")
+        return 0.0, 0.0
+    if len(given) != 1:
+        raise PlanError(f"{f.path}: {where}memory-limit needs exactly one of limit_mb (MiB, in (0, 1048576]) and "
+                        f"limit_fraction (of the worker's RSS when set, in (0, 10]) (got {len(given)})")
+    limit_mb = f.number(item, f"{where}limit_mb", None, lambda v: 0 < v <= 1_048_576, "a number of MiB in (0, 1048576]")
+    limit_fraction = f.number(item, f"{where}limit_fraction", None, lambda v: 0 < v <= 10,
+                              "a number in (0, 10] (below 1: the worker is over the limit at once)")
+    return limit_mb or 0.0, limit_fraction or 0.0
+
+
+def _start_delay(f: "_Fields", item: dict, where: str, action: str, supervisor: str) -> float:
+    """slow-start's delay_s; only a restart policy (supervisord) restarts the killed server."""
+    if action != "slow-start":
+        if "delay_s" in item:
+            raise PlanError(f"{f.path}: {where}delay_s applies only to action = \"slow-start\"")
+        return 0.0
+    if supervisor != "supervisord":
+        raise PlanError(f"{f.path}: {where}action = \"slow-start\" needs server.supervisor = \"supervisord\" "
+                        f"(its restart policy starts the server again; got {supervisor!r})")
+    delay_s = f.number(item, f"{where}delay_s", None, lambda v: 0 < v <= 600, "a number of seconds in (0, 600]")
+    if delay_s is None:
+        raise PlanError(f"{f.path}: {where}delay_s is required for slow-start (seconds the restarted server waits "
+                        "before loading the model, in (0, 600])")
+    return delay_s
 
 
 def render_command(template: str, kubernetes: Kubernetes, where: str) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ import psutil
 from burstbench.harness import NotReady, Service, wait_until  # noqa: F401 (wait_until: for the disruptions)
 
 WORKER_MARK = "_bentoml_impl.worker"
+START_DELAY_ENV = "BURSTBENCH_START_DELAY_S"  # the service waits this long before loading the model
 
 
 def tree(pid: int) -> list[psutil.Process]:
@@ -116,6 +117,22 @@ class LocalServer(Service):
 
     def workers(self) -> list[psutil.Process]:
         return [p for p in self.server_tree() if is_worker(p)]
+
+    def reload_with_env(self, env: dict[str, str]) -> None:
+        """Under supervisord: the program's ``environment=`` in supervisord.conf set to ``env``, then SIGHUP.
+
+        On SIGHUP supervisord stops its program, reads its configuration again and starts the program
+        with that environment; supervisord itself (the pid the telemetry follows) stays.
+        """
+        if self.supervisor != "supervisord" or not self.running():
+            raise RuntimeError("reload_with_env needs the server running under supervisord")
+        conf = self.log_dir / "supervisord.conf"
+        lines = [line for line in conf.read_text().splitlines() if not line.startswith("environment=")]
+        program = next(i for i, line in enumerate(lines) if line.startswith("[program:"))
+        pairs = ",".join(f'{key}="{str(value).replace("%", "%%")}"' for key, value in env.items())
+        lines.insert(program + 1, f"environment={pairs}")
+        conf.write_text("\n".join(lines) + "\n")
+        self.proc.send_signal(signal.SIGHUP)
 
     def wait_ready(self, timeout_s: float, **kw) -> float:
         """Seconds until /readyz answers 200; RuntimeError naming the log when it does not."""
