@@ -82,8 +82,8 @@ ROW_COLUMNS: tuple[Column, ...] = (
     _c("status", "int", "", "HTTP status, 0 when no response came"),
     _c("ok", "int", "0 or 1", "1 when the response passed the check"),
     _c("failure_kind", "str", "",
-       "connection_refused, timeout, http_429, http_503, http_504, other, interrupted, stream-error, "
-       "stream-broken, invalid-stream; empty when ok"),
+       "connection_refused, timeout, http_429, http_503, http_504, response_too_large, other, interrupted, "
+       "stream-error, stream-broken, invalid-stream; empty when ok"),
     _c("failure_text", "str", "", "what went wrong, secrets scrubbed; empty when ok"),
     _c("batch_size", "int", "texts", "the adaptive batch the service says it computed this request in"),
     _c("text_index", "int", "", "row of the source dataset"),

@@ -97,6 +97,9 @@ FIELDS: tuple[Field, ...] = (
     _f("run_name", "str", None, "suffix of the run folder (default: the scenario)"),
     _f("request_timeout", "float", 30.0, "seconds before a request counts as timed out",
        accepted="a number of seconds in (0, 3600]", low=0, high=3600),
+    _f("max_response_bytes", "int", 8 * 2**20, "the largest response body read, in bytes (default 8 MiB = 8388608); "
+       "a larger one is a response_too_large failure", accepted="an integer in [1024, 1073741824]", low=1024,
+       high=2**30, closed_low=True),
     _f("progress_every", "float", 10.0, "seconds between progress lines (> 0)", accepted="a number of seconds > 0",
        low=0),
     _f("dispatcher", "choice", "auto", "how arrival-paced senders wait for their slot: auto (timerfd on Linux, "
@@ -181,6 +184,7 @@ class LoadSpec:
     results_dir: str = "results"
     run_name: str | None = None
     request_timeout: float = 30.0
+    max_response_bytes: int = 8 * 2**20
     progress_every: float = 10.0
     dispatcher: str = "auto"
     telemetry: str = "on"

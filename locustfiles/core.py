@@ -32,6 +32,7 @@ from burstbench.locustfiles.self_monitor import GENERATOR_FILE, GeneratorMonitor
 from burstbench.locustfiles.recording import FLUSH_EVERY_S, ITL_KEY, RowBuffer, RowRecorder, make_run_dir
 from burstbench.locustfiles.run_info import build_record, environment_facts
 from burstbench.locustfiles.run_plan import RunPlan, Target, recorded_spec
+from burstbench.locustfiles.request_guard import exchange
 from burstbench.locustfiles.stream_target import stream_of
 from burstbench.record import write_record
 from burstbench.slo import goodput_line
@@ -217,17 +218,13 @@ class Run:
         t0 = user.burstbench_sent_s = time.perf_counter()
         self.rows.mark_started()
         try:
-            with self.target.request(user, texts, self.plan.request_timeout_s) as resp:
-                ok, kind, failure, fields = self.target.judge(resp)
-                stream = stream_of(fields)  # a streamed answer's chunk times, ok or not
-                failure = self.target.scrub(failure)
-                if ok:
-                    resp.success()
-                    row.update(fields)
-                else:
-                    resp.failure(f"{kind}: {failure}")
-                row.update(status=resp.status_code or 0, ok=int(ok), failure_kind=kind, failure_text=failure)
-                done = time.perf_counter()
+            # Within --request-timeout and --max-response-bytes, whatever the server does (request_guard).
+            answer = exchange(self.target, user, texts, self.plan.request_timeout_s, self.plan.max_response_bytes)
+            stream = stream_of(answer.fields)  # a streamed answer's chunk times, ok or not
+            if answer.ok:
+                row.update(answer.fields)
+            row.update(status=answer.status, ok=int(answer.ok), failure_kind=answer.kind, failure_text=answer.failure)
+            done = answer.judged_s
         except BaseException as err:  # killed mid-request (Ctrl-C, shutdown): still one row per request sent
             done = time.perf_counter()
             row.update(ok=0, failure_kind="interrupted",

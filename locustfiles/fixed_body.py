@@ -34,7 +34,7 @@ class FixedBodyTarget:
     batch_size = 1
 
     def request(self, user, texts, timeout_s):
-        # FastHttpUser's timeout is per user (network_timeout, set by install), not per request.
+        # --request-timeout bounds the whole request (core's guard, request_guard.py), not each read.
         # The request index travels in a header, so an observer on the wire can pair it with its row.
         return user.client.get(ROUTE, catch_response=True, name=ROUTE,
                                headers={REQUEST_HEADER: str(user.burstbench_request_index)})

@@ -9,14 +9,16 @@
 
 The endpoint, payload, headers and response check are flags (``endpoint.py``); arrivals,
 pacing, rows, run.json and Locust's outputs are the same as for the bundled service
-(``core.py``), so ``burstbench report|compare`` read the run folder unchanged.
+(``core.py``), so ``burstbench report|compare`` read the run folder unchanged. ``--client requests``
+sends with requests' HttpUser instead of FastHttpUser (rows then carry the client's clock).
 """
 import locust  # noqa: F401  (before the rest: gevent's monkey-patching must come first)
 from locust import events
 
-from burstbench.locustfiles.plugin import PacedFastUser, install
+from burstbench.locustfiles.plugin import PacedFastUser, PacedUser, install
 from burstbench.locustfiles.endpoint import EndpointSpec, add_endpoint_arguments
-from burstbench.locustfiles.outcomes import transport_error
+from burstbench.locustfiles.outcomes import ResponseTooLarge, transport_error
+from burstbench.locustfiles.request_guard import load_body
 from burstbench.locustfiles.stream_target import StreamingTarget, cached_tokenizer
 
 METADATA_TIMEOUT_S = 5
@@ -25,8 +27,9 @@ METADATA_TIMEOUT_S = 5
 class HttpTarget:
     """Sends ``spec``'s method, path, rendered payload and headers; judges by its response check."""
 
-    def __init__(self, spec: EndpointSpec):
+    def __init__(self, spec: EndpointSpec, client: str = "fast"):
         self.spec = spec
+        self.client = client
         self.endpoint = spec.path
         self.batch_size = spec.batch_size
         self._headers = spec.request_headers()
@@ -36,7 +39,7 @@ class HttpTarget:
         self.prompts = None if self.streaming_target is None else self.streaming_target.prompts
 
     def request(self, user, texts, timeout_s):
-        # FastHttpUser's timeout is per user (network_timeout, set by install from --request-timeout).
+        # The whole request is bounded by core's guard (request_guard), whichever the client.
         index = getattr(user, "burstbench_request_index", 0)
         fields = self.streaming_target.body_fields(index) if self.streaming_target is not None else {}
         return user.client.request(self.spec.method, self.spec.path, data=self.spec.body(texts, fields=fields),
@@ -50,7 +53,11 @@ class HttpTarget:
                 and (self.spec.expect_status is None or status == self.spec.expect_status):
             return self.streaming_target.judge_stream(resp)
         try:
+            if error is None:
+                load_body(resp)  # a streamed request's error answer: read within --max-response-bytes
             body_text = resp.text or ""
+        except ResponseTooLarge as err:
+            error, body_text = err, ""
         except Exception:  # no response at all (connection error)
             body_text = ""
         ok, kind, failure = self.spec.judge(status, error, body_text)
@@ -58,7 +65,7 @@ class HttpTarget:
         return ok, kind, failure, fields
 
     def describe(self) -> dict:
-        return self.spec.describe()
+        return {**self.spec.describe(), "client": self.client}
 
     def use_trace_lengths(self, trace) -> None:
         if self.streaming_target is None or not self.streaming.openai:
@@ -97,6 +104,13 @@ class ServiceUser(PacedFastUser):
     insecure = False  # FastHttpUser skips certificate checks by default; requests' HttpUser did not
 
 
+class RequestsServiceUser(PacedUser):
+    """requests' HttpUser (--client requests): the client most Locust users know; the client's clock."""
+
+    host = None
+    abstract = True  # not one of the locustfile's classes of its own: --client chooses it (plugin.install)
+
+
 @events.init.add_listener
 def _load_tokenizer_early(environment, **_kwargs):
     """A worker builds its target when the master's start arrives, inside the schedule's lead: a tokenizer
@@ -109,5 +123,6 @@ def _load_tokenizer_early(environment, **_kwargs):
             pass  # the run's own check reports it, in one line
 
 
-install(ServiceUser, build_target=lambda options: HttpTarget(EndpointSpec.from_options(options)),
+install({"fast": ServiceUser, "requests": RequestsServiceUser},
+        build_target=lambda options: HttpTarget(EndpointSpec.from_options(options), options.client),
         add_arguments=add_endpoint_arguments, check_host=True)

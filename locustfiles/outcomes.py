@@ -1,17 +1,27 @@
 """Classify each request's outcome into the failure kinds a user must tell apart.
 
 429 (concurrency limit), 503 (shed by the batcher), 504 (server timeout), a client-side
-timeout and a refused connection are different failures with different fixes.
+timeout, a refused connection and an answer over --max-response-bytes are different failures with
+different fixes.
 """
 from __future__ import annotations
 
 import json
 
-FAILURE_KINDS = ("connection_refused", "timeout", "http_429", "http_503", "http_504", "other", "interrupted")
+FAILURE_KINDS = ("connection_refused", "timeout", "http_429", "http_503", "http_504", "response_too_large", "other",
+                 "interrupted")
+
+
+class ResponseTooLarge(Exception):
+    """An answer longer than --max-response-bytes: read no further, its connection closed (``request_guard``)."""
+
+    failure_kind = "response_too_large"
 
 
 def classify(status: int, error: BaseException | None, body: dict | None) -> tuple[bool, str, str]:
     """(ok, failure kind or "", failure text or "") for one finished request."""
+    if isinstance(error, ResponseTooLarge):
+        return False, error.failure_kind, str(error)[:300]
     if error is not None:
         text = f"{type(error).__name__}: {error}"[:300]
         lowered = text.lower()
@@ -34,8 +44,12 @@ def transport_error(resp) -> BaseException | None:
 
     geventhttpclient through Locust's FastHttpSession sets ``resp.error`` to a
     ``LocustBadStatusCode`` for any non-2xx answer; the status itself is the outcome then
-    (429, 503 and 504 are failures of their own kinds), not a transport failure.
+    (429, 503 and 504 are failures of their own kinds), not a transport failure. A body over the
+    cap is noted by ``request_guard`` as ``too_large`` (the clients' own ``error`` would re-raise it).
     """
+    too_large = getattr(resp, "too_large", None)
+    if too_large is not None:
+        return too_large
     error = getattr(resp, "error", None)
     if error is not None and type(error).__name__ == "LocustBadStatusCode" and (resp.status_code or 0) > 0:
         return None

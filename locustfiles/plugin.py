@@ -7,6 +7,9 @@ Locust's events (flags, the validated plan, the run, distributed roles).
         host = "http://127.0.0.1:8000"
 
     install(MyUser, build_target=lambda options: MyTarget(...))
+
+Both clients are bounded the same way (``request_guard``): the whole request within --request-timeout,
+the body within --max-response-bytes. ``install`` given ``{"fast": A, "requests": B}`` adds ``--client``.
 """
 import locust  # noqa: F401  (first: gevent's monkey-patching must precede other imports)
 from locust import FastHttpUser, HttpUser, events
@@ -18,11 +21,14 @@ from typing import Callable
 
 import gevent
 
-from burstbench.locustfiles import stamps
+from burstbench.locustfiles import request_guard, stamps
 from burstbench.locustfiles.core import Run
 from burstbench.locustfiles.distributed import WorkerSide
 from burstbench.locustfiles.run_plan import RunPlan, Target, add_run_arguments, check_reachable
 from burstbench.locustfiles.texts import load_texts
+
+SOCKET_SLACK_S = 1.0  # FastHttpUser's per-read timeouts trail --request-timeout: the whole-request bound fires first
+
 
 def _send(user) -> None:
     user.burstbench_run.send(user)
@@ -60,40 +66,63 @@ class _Paced:
 
 
 class PacedUser(_Paced, HttpUser):
-    """A Locust user (requests-based HttpUser) paced and recorded by the run that ``install`` creates."""
+    """A Locust user (requests-based HttpUser) paced and recorded by the run that ``install`` creates.
+
+    Not socket-stamped: its rows carry the client's clock (run.json ``clocks``).
+    """
 
     abstract = True
+
+    def __init__(self, environment):
+        super().__init__(environment)
+        request_guard.use_bounded_requests_client(self.client, self.pool_manager)
 
 
 class PacedFastUser(_Paced, FastHttpUser):
     """The same on Locust's FastHttpUser (geventhttpclient): several times the request rate per process.
 
-    Its timeout is per user, not per request: ``install`` sets ``network_timeout`` from --request-timeout.
+    Its own timeouts bound each socket read; ``request_guard`` bounds the whole request.
     """
 
     abstract = True
 
+    def __init__(self, environment):
+        super().__init__(environment)
+        request_guard.use_bounded_fast_client(self.client)
 
-def install(user_class: type[PacedUser] | type[PacedFastUser], build_target: Callable[[object], Target], *,
-            add_arguments: Callable[[object], None] | None = None, check_host: bool = False,
+
+def install(user_class: type[PacedUser] | type[PacedFastUser] | dict[str, type],
+            build_target: Callable[[object], Target],
+            *, add_arguments: Callable[[object], None] | None = None, check_host: bool = False,
             dataset_help: str = "bundled, hub, hub:<name>[:split], or a CSV, JSONL or Parquet file") -> None:
     """Register burstbench's flags and run lifecycle with Locust's events for ``user_class``.
 
-    ``build_target(options)`` raises ValueError for a bad configuration. With ``check_host`` the
-    host must accept a TCP connection before any traffic.
+    ``user_class`` may be a mapping of client names to classes (the first is the default): ``--client``
+    chooses one, the only one Locust runs. ``build_target(options)`` raises ValueError for a bad
+    configuration. With ``check_host`` the host must accept a TCP connection before any traffic.
     """
+    clients = user_class if isinstance(user_class, dict) else None
+    if clients is not None:
+        user_class = next(iter(clients.values()))
 
     @events.init_command_line_parser.add_listener
     def _add_arguments(parser):
         add_run_arguments(parser, dataset_help)
+        if clients is not None:
+            parser.add_argument("--client", default=next(iter(clients)),
+                                help=f"the HTTP client: {' or '.join(clients)} (default {next(iter(clients))}); "
+                                     "fast is FastHttpUser (geventhttpclient, socket-stamped), requests is HttpUser")
         if add_arguments is not None:
             add_arguments(parser)
 
     @events.init.add_listener
     def _on_init(environment, **_kwargs):
+        nonlocal user_class
         if environment.parsed_options is None:  # imported as a library, not run by the locust CLI
             return
         o = environment.parsed_options
+        if clients is not None:
+            user_class = _choose_client(environment, clients)
         if o.worker:
             _install_worker(environment, user_class, build_target)
             return
@@ -148,10 +177,25 @@ def _stop_forked_workers() -> None:
             pass  # already gone
 
 
+def _choose_client(environment, clients: dict[str, type]) -> type:
+    """--client's class, made the only one Locust runs (a locustfile defines one per client)."""
+    o = environment.parsed_options
+    name = getattr(o, "client", None) or next(iter(clients))
+    if name not in clients:
+        sys.exit(f"burstbench: --client must be one of {', '.join(clients)} (got {name!r})")
+    chosen = clients[name]
+    named = set(o.user_classes or ())
+    if named and named != {chosen.__name__}:
+        sys.exit(f"burstbench: --client {name} runs {chosen.__name__}; do not name other user classes "
+                 f"({', '.join(sorted(named))})")
+    environment.user_classes = [chosen]
+    return chosen
+
+
 def _use_client(run: Run, user_class, host: str | None, plan: RunPlan) -> None:
-    """FastHttpUser: per-user timeouts from --request-timeout, and socket stamps over plain HTTP."""
+    """FastHttpUser: per-read timeouts just past --request-timeout, and socket stamps over plain HTTP."""
     if issubclass(user_class, FastHttpUser):
-        user_class.network_timeout = user_class.connection_timeout = plan.request_timeout_s
+        user_class.network_timeout = user_class.connection_timeout = plan.request_timeout_s + SOCKET_SLACK_S
         if (host or "").startswith("http://"):
             stamps.install()
             run.stamped = True

@@ -52,6 +52,7 @@ class RunPlan:
     results_dir: Path
     request_timeout_s: float
     progress_every_s: float
+    max_response_bytes: int = 8 * 2**20
     trace: Trace | None = None
     dispatcher: str = "timerfd"
     run_dir: Path | None = None
@@ -99,6 +100,7 @@ class RunPlan:
             subset=spec.subset,
             results_dir=Path(spec.results_dir),
             request_timeout_s=spec.request_timeout,
+            max_response_bytes=spec.max_response_bytes,
             progress_every_s=spec.progress_every,
             trace=trace,
             dispatcher=check_mode(spec.dispatcher),

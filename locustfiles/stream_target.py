@@ -1,10 +1,11 @@
 """What the HTTP target does for streamed (and OpenAI-compatible) answers: read the events as they arrive,
 count the tokens, and hand the run the times it needs (TTFT, inter-token latencies, TPOT).
 
-The events are read line by line from geventhttpclient's response (FastHttpUser): ``readline`` returns
-as soon as a line is in, so every chunk is stamped when the ``recv`` that brought it returned (the
+The events are read line by line from geventhttpclient's response (FastHttpUser): each line is handed
+over as soon as it is in, so every chunk is stamped when the ``recv`` that brought it returned (the
 socket stamps of ``stamps.py`` over plain HTTP, else the clock at the read). Requests' ``HttpUser``
-is read with ``iter_content(chunk_size=None)``, which hands over each chunk as it is read.
+hands over each chunk as it is read. Both count toward --max-response-bytes (``request_guard``): a
+stream over it is a ``response_too_large`` failure, its connection closed.
 
 Token counts: the server's ``usage`` when it reports it, else a ``--tokenizer``'s count of the text, else
 the content chunks counted (one token a chunk, as vLLM, SGLang and TGI stream); each row says which.
@@ -16,44 +17,23 @@ from functools import lru_cache
 from http.client import HTTPException
 
 from burstbench.locustfiles import stamps
+from burstbench.locustfiles.outcomes import ResponseTooLarge
+from burstbench.locustfiles.request_guard import close_unfinished, fast_lines, requests_chunks
 from burstbench.locustfiles.streaming import StreamResult, read_stream
 
 STREAM_KEY = "_stream"  # the StreamResult travels to the run in the judged fields under this key
 
 
 def _lines(resp):
-    """The body's lines as they arrive; a broken connection or a malformed chunked body is an OSError."""
+    """The body's lines (or chunks) as they arrive; a broken connection or a malformed chunked body is an OSError."""
     raw = getattr(resp, "_response", None)
     try:
-        if raw is not None and hasattr(raw, "readline"):  # geventhttpclient (FastHttpUser)
-            while True:
-                line = raw.readline(b"\n")
-                if not line:
-                    break
-                yield line
-            tail = bytes(raw._body_buffer)  # a last line without its newline
-            if tail:
-                del raw._body_buffer[:]
-                yield tail
+        if raw is not None and hasattr(raw, "message_complete"):  # geventhttpclient (FastHttpUser)
+            yield from fast_lines(raw)
         else:  # requests (HttpUser)
-            yield from resp.iter_content(chunk_size=None)
+            yield from requests_chunks(resp)
     except HTTPException as err:
         raise OSError(f"{type(err).__name__}: {err}") from None
-
-
-def _close_unfinished(resp) -> None:
-    """A stream abandoned before its end must not leave its connection to the next request."""
-    raw = getattr(resp, "_response", None)
-    if raw is not None and hasattr(raw, "message_complete"):
-        if not raw.message_complete and getattr(raw, "_sock", None) is not None:
-            pool, sock = raw._pool, raw._sock
-            raw._sock = raw._pool = None
-            if pool is not None:
-                pool.release_socket(sock)
-            else:
-                sock.close()
-    elif hasattr(resp, "close"):
-        resp.close()
 
 
 @lru_cache(maxsize=4)
@@ -107,10 +87,14 @@ class StreamingTarget:
         return {} if n is None else {"requested_output_tokens": n}
 
     def judge_stream(self, resp) -> tuple[bool, str, str, dict]:
-        result = read_stream(_lines(resp), 0.0, self.options.protocol, clock=stamps.recv_clock,
-                             chunk_field=self.options.chunk_field)
+        try:
+            result = read_stream(_lines(resp), 0.0, self.options.protocol, clock=stamps.recv_clock,
+                                 chunk_field=self.options.chunk_field)
+        except ResponseTooLarge as err:  # (the reader has closed the connection)
+            close_unfinished(resp)
+            return False, err.failure_kind, str(err)[:300], {}
         if not result.ok:
-            _close_unfinished(resp)
+            close_unfinished(resp)
         fields = self._token_fields(result.usage, result.content, len(result.token_times_s), result.finish_reason)
         fields[STREAM_KEY] = result
         return result.ok, result.failure_kind, result.failure_text[:300], fields

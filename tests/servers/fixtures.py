@@ -77,3 +77,38 @@ def llm_server(tmp_path_factory):
     server = TransformersServe(tmp_path_factory.mktemp("transformers-serve"))
     yield server
     server.stop()
+
+
+class MisbehavingServer:
+    """``python -m servers.misbehaving`` in one mode: the fault on ``url``, its counts on a side port."""
+
+    def __init__(self, mode: str, log_path: Path, *flags: str):
+        self.mode = mode
+        self.port, self.stats_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-m", "servers.misbehaving", "--port", str(self.port),
+               "--stats-port", str(self.stats_port), "--mode", mode, *flags]
+        self.process = ServerProcess(cmd, f"{self.url}/healthz", log_path, cwd=TESTS, deadline_s=30)
+
+    def stats(self) -> dict:
+        """Connections accepted and requests received on the main port (/healthz counted apart)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.stats_port}/_stats", timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+@pytest.fixture(scope="module")
+def misbehaving_servers(tmp_path_factory):
+    """``start(mode, *flags)`` starts a MisbehavingServer; whatever is still running stops with the module."""
+    started: list[MisbehavingServer] = []
+
+    def start(mode: str, *flags: str) -> MisbehavingServer:
+        server = MisbehavingServer(mode, tmp_path_factory.mktemp(f"misbehaving-{mode}") / "server.log", *flags)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
