@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from .runs import RunFolder, RunError, load_run
+from .resilience_sides import side_lines
 
 DISRUPTIONS_FILE = "disruptions.json"
 DEFAULT_RECOVERY = {"consecutive_ok": 10, "latency_factor": 3.0, "min_threshold_ms": 100.0, "steady_tolerance": 0.1,
@@ -331,7 +332,7 @@ def report_text(run: RunFolder, table: pd.DataFrame, doc: dict) -> str:
              "without an outcome.", "",
              f"Targets: first good answer within {a['first_good_within_s']:g} s of /readyz answering again, back to "
              f"the steady p99 within {a['steady_within_s']:g} s of it, none lost.",
-             *verdicts(table), "",
+             *verdicts(table), "", *side_lines(run), "",
              f"Service ready at the end of the run: {'yes' if doc.get('service_ready_at_end') else 'NO'}.",
              "Accounting: " + ("the windows add up to the run's counts (sent = ok + failed), none lost." if not problems
                                else "; ".join(problems))]

@@ -60,7 +60,19 @@ class Classifier:
         """Class probabilities, one row per text (tokenising included, as when serving)."""
         return self._probabilities(self._encode(texts))
 
-    def predict(self, texts: list[str]) -> list[Prediction]:
+    def predict(self, texts: list[str], token_budget: int | None = None) -> list[Prediction]:
+        """Predictions in the texts' order. With ``token_budget``, texts of similar length are run together, each
+        model call padding at most that many tokens (``token_groups``); without, one call pads all to the longest."""
+        if not token_budget or len(texts) < 2:
+            return self._predict(texts)
+        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]]
+        answers: list[Prediction | None] = [None] * len(texts)
+        for group in token_groups(lengths, token_budget):
+            for i, p in zip(group, self._predict([texts[i] for i in group])):
+                answers[i] = p
+        return answers  # type: ignore[return-value]
+
+    def _predict(self, texts: list[str]) -> list[Prediction]:
         enc = self._encode(texts)
         probs = self._probabilities(enc)
         best = probs.argmax(axis=1)
@@ -77,6 +89,27 @@ class Classifier:
 
     def _logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
+
+
+def token_groups(lengths: list[int], budget: int) -> list[list[int]]:
+    """Indices grouped for model calls: shortest first, each group's size x its longest length <= ``budget``.
+
+    A batch is padded to its longest text, and on a CPU the cost grows with the padded tokens: one text of
+    128 tokens among 27 of about 20 made a batch of 28 cost 4.1 s instead of 0.9 s in groups of at most
+    256 tokens (the default model, 2 cores). A text longer than the budget runs alone.
+    """
+    groups: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in sorted(range(len(lengths)), key=lambda i: (lengths[i], i)):
+        if current and max(longest, lengths[i]) * (len(current) + 1) > budget:
+            groups.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, lengths[i])
+    if current:
+        groups.append(current)
+    return groups
 
 
 class TorchClassifier(Classifier):

@@ -30,7 +30,7 @@ from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
 from .body_limits import JsonBodyGuard
 from .deadlines import counters, live_items, with_clock
 from .model_builder import METADATA_FILE
-from .settings import ServiceSettings
+from .settings import ServiceSettings, token_budget
 
 SETTINGS = ServiceSettings.from_env()
 ROUTE = "/analyze-sentiment"
@@ -90,10 +90,12 @@ class Sentiment:
             time.sleep(SETTINGS.start_delay_s)
         self.classifier = load_classifier(SETTINGS.model_dir, SETTINGS.variant, SETTINGS.max_length,
                                           SETTINGS.device, SETTINGS.threads or None, SETTINGS.variants_dir)
+        self.token_budget = token_budget(SETTINGS.batch_tokens, self.classifier.device)
         self.info_data = {
             **_model_name(SETTINGS.model_dir),
             "variant": SETTINGS.variant,
             "device": self.classifier.device,
+            "batch_tokens": self.token_budget,
             "settings": SETTINGS.describe(),
         }
         counters()  # on /metrics from the start, at 0
@@ -106,7 +108,7 @@ class Sentiment:
             return answers
         if SETTINGS.compute_delay_ms:  # BURSTBENCH_COMPUTE_DELAY_MS: a slower model, for tests
             time.sleep(SETTINGS.compute_delay_ms / 1000)
-        predictions = self.classifier.predict([str(texts[i]) for i in live])
+        predictions = self.classifier.predict([str(texts[i]) for i in live], self.token_budget)
         for i, p in zip(live, predictions):
             answers[i] = {"label": p.label, "score": p.score, "tokens": p.tokens, "truncated": p.truncated,
                           "batch_size": len(live), "variant": SETTINGS.variant}

@@ -9,6 +9,12 @@ from .model_builder import DEFAULT_MODEL_DIR
 from .models import DEFAULT_VARIANTS_DIR, VARIANTS
 
 PREFIX = "BURSTBENCH_"
+CPU_BATCH_TOKENS = 256  # measured best on 2 cores: service/inference.py token_groups
+
+
+def token_budget(batch_tokens: int, device: str) -> int | None:
+    """Padded tokens per model call: the setting, or automatic (a budget on a CPU, none on a GPU)."""
+    return batch_tokens or (CPU_BATCH_TOKENS if device == "cpu" else None)
 
 
 @dataclass(frozen=True)
@@ -24,6 +30,7 @@ class ServiceSettings:
     max_body_bytes: int = 64 * 1024
     timeout_s: int = 60
     threads: int = 0  # 0: cores / model workers
+    batch_tokens: int = 0  # most padded tokens per model call; 0: automatic (CPU_BATCH_TOKENS on a CPU, no limit on CUDA)
     # Admission and deadlines (docs/service.md, "Deadlines and admission").
     max_concurrency: int = 1000  # 0: unbounded; more in flight are answered 429 at once
     deadline_ms: int = 0  # ceiling on every request's deadline; 0: only the client's X-Request-Timeout-Ms
@@ -60,6 +67,8 @@ class ServiceSettings:
             max_body_bytes=get("MAX_BODY_BYTES", int, lambda v: 64 <= v <= 64 * 2**20, "an integer in [64, 67108864]"),
             timeout_s=get("TIMEOUT_S", int, lambda v: 1 <= v <= 3600, "an integer in [1, 3600]"),
             threads=get("THREADS", int, lambda v: 0 <= v <= 256, "an integer in [0, 256] (0: automatic)"),
+            batch_tokens=get("BATCH_TOKENS", int, lambda v: v == 0 or 16 <= v <= 1_048_576,
+                             "0 (automatic) or an integer in [16, 1048576]"),
             max_concurrency=get("MAX_CONCURRENCY", int, lambda v: 0 <= v <= 100_000,
                                 "an integer in [0, 100000] (0: unbounded)"),
             deadline_ms=get("DEADLINE_MS", int, lambda v: 0 <= v <= 3_600_000, "an integer in [0, 3600000] (0: none)"),

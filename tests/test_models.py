@@ -12,7 +12,7 @@ import requests
 
 from conftest import REPO_ROOT, Server
 from burstbench.service import models
-from burstbench.service.inference import load_classifier
+from burstbench.service.inference import load_classifier, token_groups
 from burstbench.service.models import MANIFEST, VARIANTS, ExportError, export_variants, find_variant, variants_dir
 
 
@@ -128,3 +128,21 @@ def test_benchmark_bad_arguments_name_the_flag(tiny_model):
     out = subprocess.run([sys.executable, "-m", "burstbench.service.bench", "--model", str(tiny_model), "--variants", "onnx-int8"],
                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "--variants: unknown ['onnx-int8']" in out.stderr
+
+
+def test_token_groups_pack_similar_lengths_within_the_budget():
+    assert token_groups([20, 128, 10, 20, 30], 64) == [[2, 0, 3], [4], [1]]  # 3 x 20 <= 64; 128 alone
+    assert token_groups([5] * 10, 16) == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    assert token_groups([], 64) == []
+    groups = token_groups(list(range(1, 40)), 100)
+    assert sorted(i for g in groups for i in g) == list(range(39))
+    assert all(len(g) * max(g) + len(g) <= 100 or len(g) == 1 for g in groups)  # lengths are index + 1
+
+
+def test_grouped_predictions_equal_one_padded_batch(tiny_model):
+    texts = ["ok", "great service " * 40, "the battery died after a day", "fine", "slow " * 12, "meh"]
+    clf = load_classifier(tiny_model, "onnx-fp32", 32, "cpu", 1)
+    whole, grouped = clf.predict(texts), clf.predict(texts, token_budget=16)
+    assert [(p.label, p.tokens, p.truncated) for p in grouped] == [(p.label, p.tokens, p.truncated) for p in whole]
+    assert [p.score for p in grouped] == pytest.approx([p.score for p in whole], abs=1e-5)
+    assert grouped[1].truncated and grouped[1].tokens == 32

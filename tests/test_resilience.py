@@ -17,6 +17,7 @@ import pytest
 
 from burstbench.analysis.resilience import (first_good_offset_s, recovery_offset_s, resilience_table,
                                             steady_back_offset_s, verdicts, write_report)
+from burstbench.analysis.resilience_sides import counter_total, generator_line, peak_in_flight
 from burstbench.analysis.runs import load_run
 from conftest import REPO_ROOT, only_run_dir
 from burstbench.resilience.plan import PlanError, load_plan, parse_plan
@@ -405,6 +406,11 @@ def test_worker_kill_under_load_recovers_and_counts_add_up(supervised_run):
     info = json.loads((run_dir / "run.json").read_text())
     assert [e["label"] for e in info["events"]] == ["SIGSTOP the server", "SIGCONT", "kill -9 one BentoML worker",
                                                     "kill -9 the whole server"]
+    report = (run_dir / "resilience.md").read_text()
+    assert f"slots waited for a free user" in report and f"of {info['users']} users" in report
+    # the service's side from its own counters, across the restart: its answers and the work it did not compute
+    service = next(line for line in report.splitlines() if line.startswith("Service (its own /metrics): answered "))
+    assert "dropped without computing: deadline passed " in service and "computed " in service
 
 
 @pytest.mark.server
@@ -520,3 +526,31 @@ def test_slow_start_is_ready_only_after_the_delay_and_past_the_deadline(faults_r
     assert window["recovered"] == "yes" and doc["service_ready_at_end"] is True
     assert "slow server start: first good answer" in result.stdout
     assert "not ready within the plan's readiness deadline (10 s)" in result.stdout
+
+
+def test_peak_in_flight_counts_overlaps_and_an_answer_before_a_send_at_the_same_instant():
+    sent = np.array([0.0, 0.5, 1.0, 3.0])
+    done = np.array([2.0, 1.0, 2.5, 3.5])  # the second ends as the third is sent: 2 at once there, not 3
+    assert peak_in_flight(sent, done) == 2
+    assert peak_in_flight(np.array([0.0, 0.1, 0.2]), np.array([5.0, 5.0, 5.0])) == 3
+
+
+def test_generator_line_says_which_side_failed(tmp_path):
+    write_fake_run(tmp_path / "run")
+    line = generator_line(load_run(tmp_path / "run"))
+    # the 20 timeouts sent 3.0-4.9 s (3 s each) are all outstanding at 5.9 s, with that instant's 20 ms answer
+    assert line.startswith("Generator: 0 of 100 slots waited for a free user; send lateness p99 0.00 ms")
+    assert "at most 21 requests in flight of 4 users" in line and "the generator did not cause" in line
+    rows = pd.read_csv(tmp_path / "run" / "requests.csv")
+    rows["claim_late_ms"] = np.where(rows.index.isin([40, 41]), 12.5, 0.0)
+    rows.to_csv(tmp_path / "run" / "requests.csv", index=False)
+    line = generator_line(load_run(tmp_path / "run"))
+    assert "2 of 100 slots waited for a free user" in line and "raise -u/--users" in line
+
+
+def test_server_counters_read_across_a_restart():
+    frame = pd.DataFrame({"epoch": [1.0, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0, 4.0],
+                          "metric": ["burstbench_deadline_dropped_total"] * 4 + ["other_total"] * 4,
+                          "type": "counter", "labels": [{}] * 8, "labels_key": "", "value": [2, 5, 1, 4, 0, 0, 0, 0]})
+    assert counter_total(frame, "burstbench_deadline_dropped_total") == 3 + 1 + 3  # 2->5, reset to 1, 1->4
+    assert counter_total(frame, "burstbench_items_computed_total") is None

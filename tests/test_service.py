@@ -40,6 +40,7 @@ def test_model_info_names_the_untrained_model(server):
     assert info["untrained"] is True
     assert info["device"] == "cpu"
     assert info["settings"]["batching"] is True
+    assert info["settings"]["batch_tokens"] == 0 and info["batch_tokens"] == 256  # automatic: a budget on a CPU
 
 
 def test_long_text_is_truncated_and_says_so(server):

@@ -245,6 +245,7 @@ def test_requests_answered_by_the_traffic_timeout_are_not_computed(timeout_serve
     ("START_DELAY_S", "nan", "BURSTBENCH_START_DELAY_S must be a number of seconds in [0, 600] (got 'nan')"),
     ("COMPUTE_DELAY_MS", "1e3", "BURSTBENCH_COMPUTE_DELAY_MS must be an integer in [0, 60000] (got '1e3')"),
     ("TIMEOUT_S", "0", "BURSTBENCH_TIMEOUT_S must be an integer in [1, 3600] (got '0')"),
+    ("BATCH_TOKENS", "8", "BURSTBENCH_BATCH_TOKENS must be 0 (automatic) or an integer in [16, 1048576] (got '8')"),
 ])
 def test_bad_setting_names_the_variable_and_range(name, value, message):
     with pytest.raises(ValueError) as err:
