@@ -154,6 +154,7 @@ def test_forward_interrupts_passes_each_press_on_once(tmp_path):
         while True:
             time.sleep(0.05)
     """)
+    before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN under a shell's background job
     with harness.forward_interrupts() as interrupts:
         with harness.Process([PY, "-c", script], log=tmp_path / "int.log", stop_timeout_s=5) as child:
             interrupts.target = child
@@ -164,7 +165,7 @@ def test_forward_interrupts_passes_each_press_on_once(tmp_path):
                 time.sleep(0.05)
             assert count_file.read_text() == "1"
     assert interrupts.interrupted and interrupts.count == 1
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before  # our handler is gone again
 
 
 @pytest.mark.load
