@@ -63,14 +63,8 @@ def freeze_server(server: LocalServer, d: Disruption, note=_no_note) -> dict:
     procs = server.server_tree()
     if not procs:
         return _record(d, time.time(), note, error="no server process found (is the server running?)")
-    epoch = time.time()
-    stopped = signal_all(procs, signal.SIGSTOP)
-    note("disruption", epoch, d.label, action=d.action, planned_at_s=d.at_s, pids=stopped)
-    time.sleep(d.for_s)
-    resumed_epoch = time.time()
-    resumed = signal_all(list(reversed(procs)), signal.SIGCONT)
-    note("resume", resumed_epoch, "SIGCONT", action=d.action, pids=resumed)
-    return _record(d, epoch, None, pids_stopped=stopped, pids_resumed=resumed, resumed_epoch=resumed_epoch)
+    epoch, details = _pause(procs, d, note, "SIGCONT")
+    return _record(d, epoch, None, **details)
 
 
 def kill_server(server: LocalServer, d: Disruption, note=_no_note) -> dict:
@@ -91,15 +85,22 @@ def stop_worker(server: LocalServer, d: Disruption, note=_no_note) -> dict:
     workers = server.workers()
     if not workers:
         return _record(d, time.time(), note, error="no BentoML worker process found (is the server running?)")
+    epoch, details = _pause(workers[:1], d, note, "SIGCONT worker")
+    return _record(d, epoch, None, **details, workers_before=[w.pid for w in workers],
+                   workers_after=[w.pid for w in server.workers()])
+
+
+def _pause(procs, d: Disruption, note, resume_label: str) -> tuple[float, dict]:
+    """SIGSTOP ``procs``, noted as the disruption; SIGCONT them (children first) after ``for_s`` seconds, noted as
+    the resume. Returns the epoch and the record's details (both events are noted already)."""
     epoch = time.time()
-    stopped = signal_all(workers[:1], signal.SIGSTOP)
+    stopped = signal_all(procs, signal.SIGSTOP)
     note("disruption", epoch, d.label, action=d.action, planned_at_s=d.at_s, pids=stopped)
     time.sleep(d.for_s)
     resumed_epoch = time.time()
-    resumed = signal_all(workers[:1], signal.SIGCONT)
-    note("resume", resumed_epoch, "SIGCONT worker", action=d.action, pids=resumed)
-    return _record(d, epoch, None, pids_stopped=stopped, pids_resumed=resumed, resumed_epoch=resumed_epoch,
-                   workers_before=[w.pid for w in workers], workers_after=[w.pid for w in server.workers()])
+    resumed = signal_all(list(reversed(procs)), signal.SIGCONT)
+    note("resume", resumed_epoch, resume_label, action=d.action, pids=resumed)
+    return epoch, {"pids_stopped": stopped, "pids_resumed": resumed, "resumed_epoch": resumed_epoch}
 
 
 def memory_limit(server: LocalServer, d: Disruption, note=_no_note) -> dict:
